@@ -1,0 +1,84 @@
+"""The ``longvila-r1`` command.
+
+Data jobs (``longvila-r1 data synth``, ``longvila-r1 data summary``) are plain argparse subcommands; the
+training jobs (``fit``, ``validate``) go through LightningCLI once the training modules are registered.
+
+Example:
+    longvila-r1 data synth --output-dir outputs/demo/data --num-videos 200 --frames 128 --seed 0
+    longvila-r1 data summary --data-dir outputs/demo/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _build_data_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="longvila-r1 data", description="Data jobs: synthetic set, summaries.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synth", help="write a synthetic LongVideo-Reason set (mp4 videos + JSONL splits)")
+    synth.add_argument("--output-dir", type=Path, required=True, help="directory to write videos/ and *.jsonl into")
+    synth.add_argument("--num-videos", type=int, default=200, help="number of videos (default: 200)")
+    synth.add_argument("--frames", type=int, default=128, help="frames per video (default: 128)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same set")
+    synth.add_argument("--difficulty", choices=("easy", "hard"), default="easy", help="question difficulty")
+    synth.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos (default: 8)")
+    synth.add_argument("--size", type=int, default=64, help="frame height and width in pixels (default: 64)")
+    synth.add_argument("--questions-per-video", type=int, default=4, help="questions per video (default: 4)")
+    synth.add_argument("--workers", type=int, default=0, help="worker processes for rendering (default: 0)")
+
+    summary = commands.add_parser("summary", help="print counts, frames and prompt lengths of a data directory")
+    summary.add_argument("--data-dir", type=Path, required=True, help="directory holding train/val/eval.jsonl")
+    summary.add_argument("--num-frames", type=int, default=16, help="frames sampled per video for the model")
+    return parser
+
+
+def data_main(argv: Sequence[str]) -> int:
+    """Run a ``longvila-r1 data ...`` subcommand."""
+    args = _build_data_parser().parse_args(list(argv))
+    if args.command == "synth":
+        from longvila_r1.data.synth import generate_dataset
+
+        summary = generate_dataset(
+            args.output_dir,
+            num_videos=args.num_videos,
+            frames=args.frames,
+            seed=args.seed,
+            difficulty=args.difficulty,
+            fps=args.fps,
+            size=args.size,
+            questions_per_video=args.questions_per_video,
+            workers=args.workers,
+        )
+        print(summary.format_table())
+        return 0
+    from longvila_r1.data.summary import summarize_data_dir
+
+    print(summarize_data_dir(args.data_dir, num_frames=args.num_frames).format_table())
+    return 0
+
+
+COMMANDS = {"data": data_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``longvila-r1`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        known = ", ".join(COMMANDS)
+        message = f"usage: longvila-r1 {{{known}}} ..."
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"longvila-r1: unknown command {argv[0]!r} (choose from {known})", file=sys.stderr)
+            print(message, file=sys.stderr)
+            return 2
+        print(message)
+        return 0
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
