@@ -22,10 +22,10 @@ CORPUS_VIDEOS = {"easy": 400, "hard": 400}
 
 def corpus() -> Iterator[str]:
     """Prompt scaffolding first, then questions, options and reasoning from the synthetic generator."""
-    from longvila_r1.data.prompting import corpus_scaffold
+    from longvila_r1.data.qwen_vl_prompt import DEFAULT_INSTRUCTION, DEFAULT_SYSTEM_PROMPT
     from longvila_r1.data.synth import iter_corpus_text
 
-    yield from corpus_scaffold()
+    yield from (DEFAULT_SYSTEM_PROMPT, DEFAULT_INSTRUCTION, "A. B. C. D.")
     for difficulty, num_videos in CORPUS_VIDEOS.items():
         yield from iter_corpus_text(seed=CORPUS_SEED, num_videos=num_videos, difficulty=difficulty)
 

@@ -64,7 +64,7 @@ def load_tiny_tokenizer() -> PreTrainedTokenizerFast:
     """Load the packaged tiny tokenizer (a fresh copy each call; the files are parsed once)."""
     path = tiny_tokenizer_dir()
     if not (path / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"tiny tokenizer missing at {path}; rebuild it with `python scripts/build_tokenizer.py`")
+        raise FileNotFoundError(f"tiny tokenizer missing at {path}; rebuild it: python scripts/build_tokenizer.py")
     return _copy(_load_cached(str(path)))
 
 
