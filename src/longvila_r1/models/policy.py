@@ -93,8 +93,7 @@ class VideoLMPolicy(nn.Module):
         self.family: str = model.config.model_type
         self.set_vision_trainable(not freeze_vision)
         if gradient_checkpointing:
-            # Non-reentrant checkpointing works when the inputs (token ids) do not require grad.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_checkpointing(model)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -394,3 +393,13 @@ class VideoLMPolicy(nn.Module):
                 raise ValueError(f"second_per_grid_ts is a qwen2_5_vl input; this model is {self.family!r}")
             kwargs["second_per_grid_ts"] = video_embeddings.second_per_grid_ts
         return kwargs
+
+
+def _enable_checkpointing(model: nn.Module) -> None:
+    # Non-reentrant checkpointing works when the inputs (token ids) do not require grad. transformers 5.23
+    # renamed the method; older 5.x releases only have `gradient_checkpointing_enable`.
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
