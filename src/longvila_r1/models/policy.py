@@ -117,8 +117,12 @@ class VideoLMPolicy(nn.Module):
         Example:
             >>> VideoLMPolicy.build("tiny", family="qwen2_5_vl", text_layers=4)  # in YAML: model.path: tiny
         """
-        options = {"attn_implementation": attn_implementation, "freeze_vision": freeze_vision}
-        options.update(dtype=dtype, gradient_checkpointing=gradient_checkpointing)
+        options = {
+            "dtype": dtype,
+            "attn_implementation": attn_implementation,
+            "freeze_vision": freeze_vision,
+            "gradient_checkpointing": gradient_checkpointing,
+        }
         if path in PRESETS:
             return cls.from_preset(path, family or DEFAULT_FAMILY, seed=seed, **options, **preset_overrides)
         if not Path(path).is_dir():
