@@ -1,11 +1,13 @@
 """The ``longvila-r1`` command.
 
-Data jobs (``longvila-r1 data synth``, ``longvila-r1 data summary``) are plain argparse subcommands; the
-training jobs (``fit``, ``validate``) go through LightningCLI once the training modules are registered.
+Training jobs (``fit``, ``validate``, ``test``) go through LightningCLI; the data jobs (``data synth``,
+``data summary``) and ``export`` are plain argparse subcommands of the same command.
 
 Example:
     longvila-r1 data synth --output-dir outputs/demo/data --num-videos 200 --frames 128 --seed 0
-    longvila-r1 data summary --data-dir outputs/demo/data
+    longvila-r1 fit --config configs/sft.yaml
+    longvila-r1 validate --config configs/sft.yaml --ckpt_path outputs/sft/checkpoints/last.ckpt
+    longvila-r1 export --ckpt outputs/sft/checkpoints/last.ckpt --output outputs/sft/hf
 """
 
 from __future__ import annotations
@@ -62,7 +64,34 @@ def data_main(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"data": data_main}
+def export_main(argv: Sequence[str]) -> int:
+    """``longvila-r1 export --ckpt PATH --output DIR``: a Lightning checkpoint to a Hugging Face directory."""
+    parser = argparse.ArgumentParser(prog="longvila-r1 export", description=export_main.__doc__)
+    parser.add_argument("--ckpt", type=Path, required=True, help="Lightning checkpoint (.ckpt) written by fit")
+    parser.add_argument("--output", type=Path, required=True, help="directory to write the model into")
+    args = parser.parse_args(list(argv))
+    from longvila_r1.modules.export import export_checkpoint
+
+    output = export_checkpoint(args.ckpt, args.output)
+    print(f"exported {args.ckpt} to {output} (load it with `model.path: {output}`)")
+    return 0
+
+
+def lightning_main(argv: Sequence[str]) -> int:
+    """``fit`` / ``validate`` / ``test`` through :class:`~longvila_r1.lightning_cli.LongVilaCLI`."""
+    from longvila_r1.lightning_cli import run_lightning_cli
+
+    run_lightning_cli(list(argv))
+    return 0
+
+
+COMMANDS = {
+    "fit": lightning_main,
+    "validate": lightning_main,
+    "test": lightning_main,
+    "data": data_main,
+    "export": export_main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(message)
         return 0
-    return COMMANDS[argv[0]](argv[1:])
+    command = COMMANDS[argv[0]]
+    return command(argv if command is lightning_main else argv[1:])
 
 
 if __name__ == "__main__":

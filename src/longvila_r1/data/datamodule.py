@@ -32,6 +32,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         data_dir: directory holding the split files and the videos they name.
         model_path: ``"tiny"`` or a local model directory; the tokenizer and video preprocessing come from it
             (LightningCLI links it to ``model.path``).
+        model_family: architecture of a preset model (linked to ``model.family``); picks its preprocessing.
         task: ``"sft"`` or ``"rl"``.
         train_file / eval_file: split files under ``data_dir`` (``.jsonl``, ``.json`` or ``.parquet``).
         num_frames / fps / max_frames / video_backend: frame sampling, see :class:`FrameSampling`.
@@ -58,6 +59,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         self,
         data_dir: str = "outputs/demo/data",
         model_path: str = "tiny",
+        model_family: str | None = None,
         task: Literal["sft", "rl"] = "sft",
         train_file: str = "train.jsonl",
         eval_file: str = "eval.jsonl",
@@ -98,7 +100,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
 
     @override
     def setup(self, stage: str) -> None:
-        tokenizer, processor = load_model_processing(self.hparams.model_path)
+        tokenizer, processor = load_model_processing(self.hparams.model_path, self.hparams.model_family)
         self.tokenizer = tokenizer
         common = {
             "tokenizer": tokenizer,

@@ -1,0 +1,133 @@
+"""The LightningModule base shared by CoT-SFT and GRPO: the policy, generation-based validation, export."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from typing_extensions import override
+
+from longvila_r1.data.processing import processor_config_for, save_processor_config
+from longvila_r1.evaluation.metrics import VideoQAMetrics
+from longvila_r1.models import VideoLMPolicy
+
+log = logging.getLogger(__name__)
+CHECKPOINT_KEY = "longvila_r1"
+
+
+class VideoPolicyModule(pl.LightningModule):
+    """Holds a :class:`VideoLMPolicy` and validates it by generating answers to the eval split.
+
+    Validation decodes greedily (``eval_max_new_tokens`` tokens, long enough for the reasoning), extracts the
+    answer letter and logs ``val/acc``, ``val/acc/<category>`` and ``val/format_rate``. Subclasses add the
+    training step.
+
+    Args:
+        path: ``"tiny"``/``"small"`` (random init from a config in code) or a local Hugging Face model directory.
+        family: architecture of a preset: ``"qwen2_5_vl"`` (default), ``"qwen2_vl"`` or ``"qwen3_vl"``.
+        seed: weight-initialisation seed of a preset.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (the checkpoint's).
+        attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
+        freeze_vision: keep the vision tower fixed.
+        gradient_checkpointing: recompute activations in backward to save memory.
+        preset_overrides: sizes of a preset to change, e.g. ``{"text_layers": 4}``.
+        eval_max_new_tokens: generation budget per validation answer.
+        optimizer: optimizer factory over the trainable parameters (YAML ``class_path``, default AdamW).
+        lr_scheduler: optional LR schedule factory, stepped every optimizer step (e.g.
+            :class:`~longvila_r1.optim.WarmupCosineLR`).
+    """
+
+    def __init__(
+        self,
+        path: str = "tiny",
+        family: str | None = None,
+        seed: int = 0,
+        dtype: str = "float32",
+        attn_implementation: str = "sdpa",
+        freeze_vision: bool = False,
+        gradient_checkpointing: bool = False,
+        preset_overrides: dict[str, int] | None = None,
+        eval_max_new_tokens: int = 256,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if eval_max_new_tokens < 1:
+            raise ValueError(f"eval_max_new_tokens must be >= 1, got {eval_max_new_tokens}")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.policy = VideoLMPolicy.build(
+            path,
+            family,
+            seed=seed,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            freeze_vision=freeze_vision,
+            gradient_checkpointing=gradient_checkpointing,
+            **(preset_overrides or {}),
+        )
+        self.val_metrics = VideoQAMetrics()
+
+    @property
+    def tokenizer(self):
+        return self.policy.tokenizer
+
+    def encode_batch_videos(self, batch: dict[str, Any]):
+        """Video embeddings of a collated batch (the vision tower runs here)."""
+        seconds = batch["second_per_grid_ts"] if self.policy.family == "qwen2_5_vl" else None
+        return self.policy.encode_video(batch["pixel_values_videos"], batch["video_grid_thw"], seconds)
+
+    @override
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.lr_scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.lr_scheduler_factory(optimizer)
+        # LLM schedules are defined in optimizer steps, not epochs.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @override
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if batch["size"] == 0:
+            return
+        responses = self.generate_answers(batch)
+        self.val_metrics.update(responses, batch["answers"], batch["categories"], batch["options"])
+
+    @torch.no_grad()
+    def generate_answers(self, batch: dict[str, Any]) -> list[str]:
+        """Greedy responses to a left-padded batch of prompts."""
+        embeddings = self.encode_batch_videos(batch)
+        out = self.policy.generate(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["mm_token_type_ids"],
+            embeddings,
+            max_new_tokens=self.hparams.eval_max_new_tokens,
+            do_sample=False,
+        )
+        return self.tokenizer.batch_decode(out.response_ids * out.response_mask, skip_special_tokens=True)
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        # The metric already sums its states over processes, so the logged values need no further sync.
+        results = self.val_metrics.compute()
+        self.log_dict({f"val/{name}": value for name, value in results.items()}, rank_zero_only=False)
+        self.val_metrics.reset()
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Export rebuilds the module from the checkpoint alone, so it needs the class next to the weights.
+        cls = type(self)
+        checkpoint[CHECKPOINT_KEY] = {"module_class": f"{cls.__module__}.{cls.__qualname__}"}
+
+    def export(self, output_dir: str | Path) -> Path:
+        """Write the policy as a Hugging Face directory (weights, config, tokenizer, chat template, processor)."""
+        output_dir = Path(output_dir)
+        self.policy.save_pretrained(output_dir)
+        save_processor_config(processor_config_for(self.hparams.path, self.policy.family), output_dir)
+        return output_dir

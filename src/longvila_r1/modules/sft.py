@@ -1,0 +1,85 @@
+"""Stage 1 of the recipe: long chain-of-thought supervised fine-tuning (CoT-SFT)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from typing_extensions import override
+
+from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
+from longvila_r1.modules.policy_module import VideoPolicyModule
+
+
+def masked_token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean next-token cross-entropy over the labelled tokens of the whole batch, and their count.
+
+    Every labelled token weighs the same whatever the length of its sample (per-token average over the
+    batch); positions labelled ``IGNORE_INDEX`` (system, prompt, video and padding) contribute nothing.
+
+    Args:
+        logits: ``[B, S, V]`` next-token logits.
+        labels: ``[B, S]`` target ids aligned with the inputs (shifted inside).
+
+    Example:
+        >>> logits = torch.zeros(1, 3, 5); labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
+        >>> loss, n = masked_token_cross_entropy(logits, labels); round(loss.item(), 4), int(n)
+        (1.6094, 2)
+    """
+    shift_logits = logits[:, :-1].flatten(0, 1).float()  # [B*(S-1), V]
+    shift_labels = labels[:, 1:].flatten()  # [B*(S-1)]
+    count = (shift_labels != IGNORE_INDEX).sum()
+    loss_sum = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss_sum / count.clamp(min=1), count
+
+
+class CoTSFTModule(VideoPolicyModule):
+    """Cross-entropy on the assistant tokens (reasoning + answer) given the question and the video.
+
+    The optimizer and LR schedule come from the YAML (LightningCLI injects ``configure_optimizers``). Logs
+    ``train/loss``, ``train/tokens_per_s`` (all tokens processed, prompt and video included) and
+    ``train/response_tokens``; the LR is logged by the ``LearningRateMonitor`` callback of ``configs/sft.yaml``.
+
+    Example:
+        .. code-block:: yaml
+
+            model:
+              class_path: longvila_r1.modules.CoTSFTModule
+              init_args:
+                path: tiny          # or /models/Qwen2.5-VL-7B-Instruct
+                freeze_vision: false
+            optimizer:
+              class_path: torch.optim.AdamW
+              init_args: {lr: 1.0e-3}
+
+        ``longvila-r1 fit --config configs/sft.yaml``
+    """
+
+    _step_started: float | None = None
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    @override
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["size"] == 0:  # every sample of the batch was skipped (on_error=skip)
+            return None
+        embeddings = self.encode_batch_videos(batch)  # the vision tower runs once per video, with gradients
+        logits = self.policy(
+            batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], video_embeddings=embeddings
+        )  # [B, S, V]
+        loss, response_tokens = masked_token_cross_entropy(logits, batch["labels"])
+        size = batch["size"]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/response_tokens", response_tokens.float(), batch_size=size)
+        return loss
+
+    @override
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._step_started is None or batch.get("size", 0) == 0:
+            return
+        tokens = float(batch["attention_mask"].sum())
+        elapsed = max(time.perf_counter() - self._step_started, 1e-9)
+        self.log("train/tokens_per_s", tokens / elapsed, batch_size=batch["size"])
