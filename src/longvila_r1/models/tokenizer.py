@@ -26,6 +26,8 @@ ENDOFTEXT = "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
 IMAGE_PAD, VIDEO_PAD, VISION_PAD = "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>"
+# Added as ordinary (not special) tokens: decoding with skip_special_tokens=True must keep them, since the
+# rewards and metrics read them. They are appended after the BPE vocabulary.
 REASONING_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 # Order fixes the ids 0..N-1, so the tiny model config can name them without reading the tokenizer.
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, VISION_START, VISION_END, VISION_PAD, IMAGE_PAD, VIDEO_PAD)
@@ -83,25 +85,25 @@ def train_tiny_tokenizer(corpus: Iterable[str], vocab_size: int = 2048) -> PreTr
         corpus: texts to learn merges from.
         vocab_size: total vocabulary size, special tokens included.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    special = [*SPECIAL_TOKENS, *REASONING_TAGS]
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
+        vocab_size=vocab_size - len(REASONING_TAGS),
+        special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
+    tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in REASONING_TAGS])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=IM_END,
         pad_token=ENDOFTEXT,
-        additional_special_tokens=special[1:],
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
     )
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
