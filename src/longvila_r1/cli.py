@@ -41,7 +41,15 @@ def _build_data_parser() -> argparse.ArgumentParser:
 
 def data_main(argv: Sequence[str]) -> int:
     """Run a ``longvila-r1 data ...`` subcommand."""
-    args = _build_data_parser().parse_args(list(argv))
+    parser = _build_data_parser()
+    args = parser.parse_args(list(argv))
+    try:
+        return _run_data_command(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad values get one clear line, not a traceback
+        parser.exit(2, f"longvila-r1 data {args.command}: error: {exc}\n")
+
+
+def _run_data_command(args: argparse.Namespace) -> int:
     if args.command == "synth":
         from longvila_r1.data.synth import generate_dataset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
@@ -25,13 +26,21 @@ class LongVilaCLI(LightningCLI):
         parser.link_arguments("model.init_args.family", "data.init_args.model_family")
 
 
-def run_lightning_cli(args: Sequence[str]) -> LongVilaCLI:
-    """Run a LightningCLI subcommand (``args[0]`` is ``fit``, ``validate`` or ``test``)."""
+def run_lightning_cli(args: Sequence[str], run: bool = True) -> LongVilaCLI:
+    """Run a LightningCLI subcommand (``args[0]`` is ``fit``, ``validate`` or ``test``).
+
+    With ``run=False`` no subcommand is given: the CLI only parses ``args`` and instantiates the trainer, model
+    and data module (useful in tests and notebooks).
+    """
+    # `longvila-r1` hands LightningCLI its own argv explicitly; the "args and sys.argv both given" warning is noise.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     return LongVilaCLI(
         model_class=VideoPolicyModule,
         datamodule_class=LongVideoReasonDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # the modules build optimizer + schedule from their own init args
         args=list(args),
+        run=run,
     )

@@ -56,7 +56,9 @@ class ResumableSampler(DistributedSampler):
         return iter(indices[skip:])
 
     def __len__(self) -> int:
-        return self.num_samples - self._skip
+        # The epoch's full length even when resuming: Lightning counts the resumed epoch's batches from the
+        # restored batch index, so the loader must report the whole epoch while yielding only the rest.
+        return self.num_samples
 
     def state_dict(self, consumed: int) -> dict[str, Any]:
         """State after ``consumed`` samples of the current epoch were used on this rank."""

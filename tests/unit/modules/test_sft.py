@@ -1,0 +1,143 @@
+"""CoTSFTModule: label masking, resume equality, export round trip, generation-based validation."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from longvila_r1.data.datamodule import LongVideoReasonDataModule
+from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
+from longvila_r1.models import VideoLMPolicy
+from longvila_r1.modules import CoTSFTModule, masked_token_cross_entropy
+from longvila_r1.modules.export import export_checkpoint
+
+
+def _trainer(tmp_path, max_steps: int, **kwargs) -> pl.Trainer:
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=False,
+        callbacks=[checkpoint],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **kwargs,
+    )
+
+
+def _module() -> CoTSFTModule:
+    return CoTSFTModule(path="tiny", seed=0, eval_max_new_tokens=8)
+
+
+def _data(synth_dir, **kwargs) -> LongVideoReasonDataModule:
+    return LongVideoReasonDataModule(data_dir=str(synth_dir), num_frames=8, batch_size=4, eval_batch_size=4, **kwargs)
+
+
+def test_cross_entropy_is_a_per_token_mean_over_labelled_tokens():
+    logits = torch.randn(2, 5, 11)
+    labels = torch.full((2, 5), IGNORE_INDEX)
+    labels[0, 2:] = torch.tensor([1, 2, 3])
+    labels[1, 4] = 4
+    loss, count = masked_token_cross_entropy(logits, labels)
+    manual = torch.stack(
+        [torch.log_softmax(logits[b, t - 1], -1)[labels[b, t]] for b, t in [(0, 2), (0, 3), (0, 4), (1, 4)]]
+    )
+    assert int(count) == 4
+    torch.testing.assert_close(loss, -manual.mean())
+
+
+def test_no_prompt_or_video_token_contributes_to_the_loss(synth_dir):
+    dm = _data(synth_dir)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    module = _module()
+    embeddings = module.encode_batch_videos(batch)
+    logits = module.policy(batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], embeddings)
+    logits.retain_grad()
+    loss, _ = masked_token_cross_entropy(logits, batch["labels"])
+    loss.backward()
+    # Gradient reaches the logits only at positions that predict a labelled (response) token.
+    predicts_label = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    predicts_label[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
+    grad_norm = logits.grad.abs().sum(-1)  # [B, S]
+    assert (grad_norm[~predicts_label] == 0).all()
+    assert (grad_norm[predicts_label] > 0).all()
+    video_or_prompt = torch.arange(batch["labels"].shape[1])[None] < batch["prompt_lengths"][:, None] - 1
+    assert not (predicts_label & video_or_prompt).any()
+
+
+def _parameters(module: CoTSFTModule) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.policy.named_parameters()}
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(synth_dir, tmp_path):
+    steps = 6  # 8 training videos x 4 questions / batch 4 = 8 batches: the resume lands mid-epoch
+    pl.seed_everything(0)
+    straight = _module()
+    _trainer(tmp_path / "a", steps).fit(straight, datamodule=_data(synth_dir))
+
+    pl.seed_everything(0)
+    _trainer(tmp_path / "b", steps // 2).fit(_module(), datamodule=_data(synth_dir))
+    pl.seed_everything(123)  # the resumed run must not depend on the seed state at restart
+    resumed = _module()
+    trainer = _trainer(tmp_path / "c", steps)
+    trainer.fit(resumed, datamodule=_data(synth_dir), ckpt_path=tmp_path / "b" / "ckpt" / "last.ckpt")
+
+    assert trainer.global_step == steps
+    expected, got = _parameters(straight), _parameters(resumed)
+    changed = [n for n in expected if not torch.equal(expected[n], _parameters(_module())[n])]
+    assert changed, "training did not change any weight"
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_validation_logs_accuracy_per_category_and_format_rate(synth_dir, tmp_path):
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.validate(_module(), datamodule=_data(synth_dir), verbose=False)[0]
+    assert {"val/acc", "val/format_rate"} <= set(metrics)
+    assert any(key.startswith("val/acc/") for key in metrics)
+    assert all(0.0 <= value <= 1.0 for value in metrics.values())
+
+
+def test_export_round_trip(synth_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    module = _module()
+    _trainer(tmp_path, 2).fit(module, datamodule=_data(synth_dir))
+    out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "hf")
+    assert (out / "video_preprocessor_config.json").is_file() and (out / "chat_template.jinja").is_file()
+
+    dm = _data(synth_dir, model_path=str(out))
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"])
+    module.policy.eval()
+    with torch.no_grad():
+        reference = module.policy(*inputs, module.encode_batch_videos(batch))
+        hf_model = AutoModelForImageTextToText.from_pretrained(out).eval()
+        hf_logits = hf_model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            pixel_values_videos=batch["pixel_values_videos"],
+            video_grid_thw=batch["video_grid_thw"],
+            second_per_grid_ts=batch["second_per_grid_ts"],
+        ).logits
+        reloaded = VideoLMPolicy.build(str(out)).eval()
+        seconds = batch["second_per_grid_ts"]
+        reloaded_logits = reloaded(
+            *inputs, reloaded.encode_video(batch["pixel_values_videos"], batch["video_grid_thw"], seconds)
+        )
+    torch.testing.assert_close(hf_logits, reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(reloaded_logits, reference, rtol=0, atol=0)
+
+
+def test_export_rejects_a_foreign_checkpoint(tmp_path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ValueError, match="not written by a longvila-r1 module"):
+        export_checkpoint(path, tmp_path / "out")

@@ -1,0 +1,49 @@
+"""Every YAML under configs/ parses against the code (LightningCLI --print_config), as litgpt tests its hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from longvila_r1.cli import main
+from longvila_r1.lightning_cli import run_lightning_cli
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+# Overlays (strategy/...) only make sense on top of a full config.
+BASE = [c for c in CONFIGS if c.parent.name == "configs"]
+
+
+def test_there_are_configs():
+    assert BASE, "no configs found"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_config_starts_with_a_comment_block_naming_its_command(config):
+    head = config.read_text().splitlines()[0]
+    assert head.startswith("#"), f"{config} must start with a comment block saying what it is for"
+    assert "longvila-r1" in config.read_text().split("\n\n")[0] or "longvila-r1" in config.read_text()
+
+
+@pytest.mark.parametrize("config", BASE, ids=lambda p: p.name)
+def test_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("longvila_r1.")
+
+
+def test_data_module_follows_the_model_path(tmp_path):
+    args = ["--config", str(BASE[0]), "--model.init_args.path", "small", "--trainer.logger", "false"]
+    cli = run_lightning_cli(args, run=False)
+    # One source of truth: the data module tokenises and preprocesses for the model being trained.
+    assert cli.datamodule.hparams.model_path == cli.model.hparams.path == "small"
+
+
+def test_an_unknown_key_fails_with_a_message(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(BASE[0]), "--model.init_args.no_such_option", "1", "--print_config"])
+    assert exit_info.value.code != 0
+    assert "no_such_option" in capsys.readouterr().err
