@@ -41,7 +41,8 @@ class DataDirSummary:
             for split, counts in self.questions.items()
         ]
         widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+        table = [header, *rows]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in table]
         lines += [
             f"source frames per video: {_stats(self.source_frames)}",
             f"model input at num_frames={self.num_frames}: video tokens {_stats(self.video_tokens)}",
