@@ -23,12 +23,11 @@ from longvila_r1.data.synth import (
     iter_corpus_text,
     longest_option_rate,
     question_only_baseline,
-    sample_frame_indices,
     video_records,
 )
 from longvila_r1.data.synth.events import simulate_scene
-from longvila_r1.data.synth.generator import _validated, split_of
-from longvila_r1.data.synth.render import render_frames, sprite
+from longvila_r1.data.synth.generator import render_video, split_of, synth_settings
+from longvila_r1.data.synth.render import sprite
 from longvila_r1.data.synth.scene import SHAPES
 
 SPLITS = ("train", "val", "eval")
@@ -39,7 +38,7 @@ TINY = {"num_videos": 6, "frames": 32, "seed": 5, "difficulty": "hard", "split_f
 
 def records_by_split(num_videos: int, difficulty: str, fractions=(0.5, 0.0, 0.5), frames: int = 128) -> dict:
     """Question records of a set without rendering (the same records ``generate_dataset`` writes)."""
-    settings = _validated(num_videos, frames, 0, difficulty, 8.0, 64, 4, fractions)
+    settings = synth_settings(num_videos, frames, 0, difficulty, 8.0, 64, 4, fractions)
     splits = {split: [] for split in SPLITS}
     for index in range(num_videos):
         splits[split_of(index, settings["split_sizes"])] += video_records(index, settings)[1]
@@ -105,11 +104,10 @@ def test_different_seed_differs(tiny_set, tmp_path):
 
 def test_videos_decode_to_requested_frames_and_match_the_render(tiny_set):
     out, _ = tiny_set
-    settings = _validated(6, 32, 5, "hard", 8.0, 64, 4, (0.5, 0.25, 0.25))
+    settings = synth_settings(6, 32, 5, "hard", 8.0, 64, 4, (0.5, 0.25, 0.25))
     frames = decode(out / "videos/vid_00002.mp4")
     assert frames.shape == (32, 64, 64, 3)
-    scene, _ = video_records(2, settings)
-    rendered = render_frames(scene, np.random.default_rng(np.random.SeedSequence([5, 2]).spawn(3)[2]))
+    rendered = render_video(2, settings)[1]
     # H.264 keeps the flat synthetic frames close to the render: colours stay recognisable.
     assert np.abs(frames.astype(int) - rendered.astype(int)).mean() < 4.0
 
@@ -151,7 +149,7 @@ def test_records_fields_and_values(tiny_set):
         ("workers", -1, "workers must be an integer >= 0"),
     ],
 )
-def test_arguments_are_validated(tmp_path, argument, value, message):
+def test_arguments_aresynth_settings(tmp_path, argument, value, message):
     with pytest.raises(ValueError, match=message):
         generate_dataset(tmp_path, **{"num_videos": 1, "progress": False, argument: value})
     assert not (tmp_path / "train.jsonl").exists()
@@ -190,9 +188,7 @@ def test_all_templates_occur_and_counts_spread():
 
 # -- evidence and frames --------------------------------------------------------------------------------------
 def test_evidence_coverage_semantics():
-    assert sample_frame_indices(4, 128).tolist() == [16, 48, 80, 112]
-    assert sample_frame_indices(16, 128).tolist()[:3] == [4, 12, 20]
-    assert sample_frame_indices(200, 128).tolist() == list(range(128))
+    # Samples are the pipeline's uniform_indices: 4 of 128 -> 16, 48, 80, 112; 16 of 128 -> 4, 12, 20, ...
     both = {"evidence": [[1.5, 2.0], [9.5, 10.0]]}  # frames 12-15 and 76-79: every 16-frame sample hits both
     assert [evidence_coverage(both, n, total_frames=128, fps=8.0) for n in (4, 16, 128)] == [False, True, True]
     between = {"evidence": [[0.625, 1.5]]}  # frames 5-11 lie between the 16-frame samples 4 and 12
@@ -226,7 +222,7 @@ def test_shapes_stay_distinct_when_small():
 
 def test_corpus_text_matches_records_without_rendering(tmp_path):
     texts = list(iter_corpus_text(seed=0, num_videos=3, difficulty="easy"))
-    settings = _validated(3, 128, 0, "easy", 8.0, 64, 4, (0.8, 0.1, 0.1))
+    settings = synth_settings(3, 128, 0, "easy", 8.0, 64, 4, (0.8, 0.1, 0.1))
     first = video_records(0, settings)[1][0]
     assert texts[:6] == [first["problem"], *first["options"], first["reasoning"]]
     both = list(iter_corpus_text(seed=0, num_videos=3))

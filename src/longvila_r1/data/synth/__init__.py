@@ -27,9 +27,14 @@ from longvila_r1.data.synth.analysis import (
     evidence_coverage,
     longest_option_rate,
     question_only_baseline,
-    sample_frame_indices,
 )
-from longvila_r1.data.synth.generator import generate_dataset, iter_corpus_text, video_records
+from longvila_r1.data.synth.generator import (
+    generate_dataset,
+    iter_corpus_text,
+    render_video,
+    synth_settings,
+    video_records,
+)
 from longvila_r1.data.synth.questions import CATEGORIES, LETTERS
 from longvila_r1.data.synth.summary import SynthSummary
 from longvila_r1.data.synth.templates import TEMPLATES
@@ -46,6 +51,7 @@ __all__ = [
     "iter_corpus_text",
     "longest_option_rate",
     "question_only_baseline",
-    "sample_frame_indices",
+    "render_video",
+    "synth_settings",
     "video_records",
 ]

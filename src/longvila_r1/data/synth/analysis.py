@@ -1,8 +1,9 @@
 """Checks on a synthetic set: which questions sparse frames can answer, and how far shortcuts get.
 
 * :func:`evidence_coverage`: do ``num_frames`` uniformly sampled frames (the centre of each of ``num_frames``
-  equal segments, as the training pipeline samples them) hit every evidence span of a question? If not, the
-  answer cannot be determined from those frames. :func:`determinable_fraction` averages it over records.
+  equal segments: :func:`longvila_r1.data.video.uniform_indices`, the training pipeline's sampler) hit every
+  evidence span of a question? If not, the answer cannot be determined from those frames.
+  :func:`determinable_fraction` averages it over records.
 * :func:`question_only_baseline`: accuracy of answering the most frequent training letter of each template,
   without looking at the video or the options (near 25% means letters carry no signal).
 * :func:`answer_text_baseline`: accuracy of picking, among the options, the text most often correct for that
@@ -10,9 +11,7 @@
 * :func:`longest_option_rate`: how often the correct option is the single longest one (near 25% or below).
 
 Example:
-    >>> record = {"evidence": [[1.0, 1.5]]}
-    >>> sample_frame_indices(4, 128).tolist()
-    [16, 48, 80, 112]
+    >>> record = {"evidence": [[1.0, 1.5]]}  # frames 8-11; 4 of 128 frames are 16, 48, 80 and 112
     >>> evidence_coverage(record, 4, total_frames=128, fps=8.0), evidence_coverage(record, 128, 128, 8.0)
     (False, True)
 """
@@ -28,15 +27,6 @@ import numpy as np
 Record = Mapping[str, Any]
 
 
-def sample_frame_indices(num_frames: int, total_frames: int) -> np.ndarray:
-    """Frame indices at the centre of ``num_frames`` equal segments of ``[0, total_frames)``; all if fewer."""
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if num_frames >= total_frames:
-        return np.arange(total_frames)
-    return ((np.arange(num_frames) + 0.5) * total_frames / num_frames).astype(np.int64)
-
-
 def evidence_coverage(record: Record, num_frames: int, total_frames: int, fps: float) -> bool:
     """Whether uniformly sampled frames see every evidence span ``[start_s, end_s)`` of ``record``.
 
@@ -46,7 +36,11 @@ def evidence_coverage(record: Record, num_frames: int, total_frames: int, fps: f
         total_frames: frames in the video.
         fps: frame rate, to turn the span seconds back into frames.
     """
-    frames = sample_frame_indices(num_frames, total_frames)
+    # The training pipeline's own sampler; imported here because ``longvila_r1.data.video`` imports torch, which
+    # generator workers never need.
+    from longvila_r1.data.video import uniform_indices
+
+    frames = np.asarray(uniform_indices(total_frames, num_frames, short_video="fewer"))
     for start_s, end_s in record["evidence"]:
         low, high = round(start_s * fps), round(end_s * fps)
         if not np.any((frames >= low) & (frames < high)):

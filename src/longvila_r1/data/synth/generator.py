@@ -74,7 +74,7 @@ def generate_dataset(
     Returns:
         A :class:`SynthSummary` (``print(summary.format_table())`` for the CLI).
     """
-    settings = _validated(num_videos, frames, seed, difficulty, fps, size, questions_per_video, split_fractions)
+    settings = synth_settings(num_videos, frames, seed, difficulty, fps, size, questions_per_video, split_fractions)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
     started = time.perf_counter()
@@ -113,7 +113,7 @@ def video_records(index: int, settings: dict[str, Any]) -> tuple[Scene, list[dic
 
     Args:
         index: the video's index in the set.
-        settings: the validated settings (``_validated``), with ``split_sizes``.
+        settings: from :func:`synth_settings`.
 
     Returns:
         The scene and the records (``id``, ``videos``, ``problem``, ``options``, ``answer``, ``reasoning``,
@@ -164,7 +164,7 @@ def iter_corpus_text(
         (48, 'Which object appeared first in the video?')
     """
     for level in [difficulty] if isinstance(difficulty, str) else difficulty:
-        settings = _validated(num_videos, frames, seed, level, fps, 64, questions_per_video, (0.8, 0.1, 0.1))
+        settings = synth_settings(num_videos, frames, seed, level, fps, 64, questions_per_video, (0.8, 0.1, 0.1))
         for index in range(num_videos):
             for record in video_records(index, settings)[1]:
                 yield record["problem"]
@@ -203,12 +203,17 @@ def letter_schedule(seed: int, split: int, start: int, count: int) -> list[int]:
     return letters
 
 
+def render_video(index: int, settings: dict[str, Any]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Records and rendered RGB frames (``uint8 [F, H, W, 3]``) of video ``index``, exactly as written."""
+    scene, records = video_records(index, settings)
+    render_seq = np.random.SeedSequence([settings["seed"], index]).spawn(3)[2]
+    return records, render_frames(scene, np.random.default_rng(render_seq))
+
+
 def _write_video(job: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
     """Worker: simulate, render and encode one video; returns its records."""
     output_dir, index, settings = job
-    scene, records = video_records(index, settings)
-    render_seq = np.random.SeedSequence([settings["seed"], index]).spawn(3)[2]
-    frames = render_frames(scene, np.random.default_rng(render_seq))
+    records, frames = render_video(index, settings)
     write_video(Path(output_dir) / video_name(index), frames, fps=settings["fps"])
     return records
 
@@ -227,7 +232,7 @@ def _pool(workers: int) -> Iterator[Any]:
         pool.join()
 
 
-def _validated(
+def synth_settings(
     num_videos: int,
     frames: int,
     seed: int,
@@ -237,7 +242,14 @@ def _validated(
     questions_per_video: int,
     split_fractions: Sequence[float],
 ) -> dict[str, Any]:
-    """Check the arguments (messages name the argument) and return the settings a worker needs."""
+    """Validate the generation arguments (messages name the argument) into the settings dict the per-video
+    functions take (:func:`video_records`, :func:`render_video`); ``split_sizes`` is added.
+
+    Example:
+        >>> settings = synth_settings(10, 128, 0, "hard", 8.0, 64, 4, (0.8, 0.1, 0.1))
+        >>> settings["split_sizes"], video_records(0, settings)[1][0]["videos"]
+        ((8, 1, 1), 'videos/vid_00000.mp4')
+    """
 
     def integer(name: str, value: Any, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from longvila_r1.data.synth.drafts import Draft
 from longvila_r1.data.synth.scene import Scene
-from longvila_r1.data.synth.templates import TEMPLATES, Draft
+from longvila_r1.data.synth.templates import TEMPLATES
 
 LETTERS = "ABCD"
 CATEGORIES = ("temporal", "goal_purpose", "spatial", "plot_narrative")
