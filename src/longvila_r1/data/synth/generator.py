@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -220,11 +221,17 @@ def _write_video(job: tuple[str, int, dict[str, Any]]) -> list[dict[str, Any]]:
 
 @contextmanager
 def _pool(workers: int) -> Iterator[Any]:
-    """A process pool for ``workers > 1``, else ``None``; spawned, which is safe next to threads (torch)."""
+    """A process pool for ``workers > 1``, else ``None``.
+
+    Forked on Linux: spawned workers re-import the caller's ``__main__``, which breaks scripts without an
+    ``if __name__ == "__main__"`` guard, and workers only run numpy and PyAV, never torch, so forking next to
+    a loaded torch is safe. Other platforms keep their default (spawn).
+    """
     if workers <= 1:
         yield None
         return
-    pool = multiprocessing.get_context("spawn").Pool(workers)
+    method = "fork" if sys.platform.startswith("linux") else None
+    pool = multiprocessing.get_context(method).Pool(workers)
     try:
         yield pool
     finally:
