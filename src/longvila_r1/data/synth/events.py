@@ -156,6 +156,7 @@ class _Builder(Stage):
         low, high = count_window(frames)
         self.scene.flasher = list(self.home)[int(rng.integers(len(self.home)))]
         plan = ["visit"] * int(rng.integers(low, high + 1)) + ["flasher"] * int(rng.integers(low, high + 1))
+        self.reserved = plan.count("visit")  # looks kept for the planned visits (long videos run short of looks)
         plan += ["move", "chain"]  # every video supports the goal, spatial and plot templates
         plan = self._shuffled(plan + [""] * max(0, slots - len(plan)))[:slots]
         # Each video gets its own mix of the free episodes, so videos differ in what mostly happens.
@@ -179,7 +180,7 @@ class _Builder(Stage):
         if kind == "flash":
             return alive >= 2  # someone besides the designated flasher
         if kind == "appear":
-            return bool(self._fresh_looks()) and alive < MAX_RESIDENTS
+            return self._spare_looks() and alive < MAX_RESIDENTS
         return alive >= (2 if kind == "move" else 3)
 
     def _hard_appear(self, start: int) -> None:
@@ -193,6 +194,7 @@ class _Builder(Stage):
         self.scene.events.append(Event("appear", start, start + 3, index))
 
     def _hard_visit(self, start: int) -> None:
+        self.reserved = max(0, self.reserved - 1)
         rng, size = self.rng, self._hard_size()
         for _ in range(30):
             # Next to a resident along one axis (small sideways jitter), so "where did it pop up" is clear-cut.

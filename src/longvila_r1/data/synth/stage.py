@@ -43,6 +43,7 @@ class Stage:
         self.used_looks: set[str] = set()
         self.home: dict[int, tuple[float, float]] = {}
         self.spare = ""  # easy videos: the one colour no object has, for the recolour effect
+        self.reserved = 0  # fresh looks kept back for planned visits
 
     def _plan(self, pairs: list[tuple[int, int]], effects: tuple[str, ...]) -> tuple[int, int, str] | None:
         """Pick the effect first (uniformly), then a pair it is feasible on, so effects stay balanced.
@@ -60,7 +61,8 @@ class Stage:
         if target == self.scene.flasher and effect in ("recolour", "vanish"):
             return False
         if effect == "recolour":
-            return self.scene.difficulty == "easy" or bool(self._fresh_looks(self.scene.objects[target].shape))
+            shape = self.scene.objects[target].shape
+            return self.scene.difficulty == "easy" or (self._spare_looks() and bool(self._fresh_looks(shape)))
         if effect == "vanish":
             # Hard videos keep a few residents alive, or later dashes would run out of objects.
             return self.scene.difficulty == "easy" or len(self.home) > MIN_RESIDENTS
@@ -108,7 +110,7 @@ class Stage:
         return None
 
     def _contact(self, mover: int, target: int) -> tuple[float, float, str] | None:
-        """Where ``mover`` stops to touch ``target``, on the side facing it; ``None`` if out of the frame."""
+        """Where ``mover`` stops to touch ``target``, on the side facing it; ``None`` if that spot is taken."""
         (mx, my), (tx, ty) = self.home[mover], self.home[target]
         reach = (self._size(mover) + self._size(target)) / 2
         horizontal = abs(tx - mx) >= abs(ty - my)
@@ -116,8 +118,8 @@ class Stage:
             x, y = tx - np.sign(tx - mx or 1) * reach, ty
         else:
             x, y = tx, ty - np.sign(ty - my or 1) * reach
-        half = self._size(mover) / 2
-        if not (half <= x <= self.scene.size - half and half <= y <= self.scene.size - half):
+        # Inside the frame and clear of every other object, so the touch is unmistakable.
+        if not self._fits((x, y), self._size(mover), ignore=(mover, target)):
             return None
         side = direction_of(x - tx, y - ty)
         return float(x), float(y), str(side)
@@ -138,6 +140,10 @@ class Stage:
         """
         shapes = HARD_SHAPES if shape is None else (shape,)
         return [(c, s) for c in HARD_COLOURS for s in shapes if f"{c} {s}" not in self.used_looks]
+
+    def _spare_looks(self) -> bool:
+        """Whether a look can go to a newcomer or a recolour without starving the planned visits."""
+        return len(self._fresh_looks()) > self.reserved
 
     def _fresh_look(self, shape: str | None = None) -> tuple[str, str] | None:
         looks = self._fresh_looks(shape)
