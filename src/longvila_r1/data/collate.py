@@ -81,3 +81,23 @@ class VideoBatchCollator:
         if all(s.labels is not None for s in samples):
             batch["labels"] = pad_sequences([s.labels for s in samples], IGNORE_INDEX, side)  # [B, S]
         return batch
+
+
+def select_videos(batch: dict[str, Any], positions: Sequence[int]) -> dict[str, Any]:
+    """The video inputs of the samples at ``positions`` of a collated batch (one video per sample).
+
+    Returns ``pixel_values_videos``, ``video_grid_thw`` and ``second_per_grid_ts`` for those samples only, in
+    the given order, ready for ``encode_video``.
+
+    Example:
+        >>> sub = select_videos(batch, [2, 0])  # doctest: +SKIP
+    """
+    grids = batch["video_grid_thw"]  # [B, 3]
+    patches = grids.prod(dim=1).tolist()  # patches per video
+    starts = [0, *torch.tensor(patches).cumsum(0).tolist()]
+    pixels = batch["pixel_values_videos"]
+    return {
+        "pixel_values_videos": torch.cat([pixels[starts[p] : starts[p + 1]] for p in positions]),
+        "video_grid_thw": grids[list(positions)],
+        "second_per_grid_ts": batch["second_per_grid_ts"][list(positions)],
+    }

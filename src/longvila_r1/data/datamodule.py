@@ -138,7 +138,9 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
             self._sampler.load_state_dict(self._resume_state)
             self._consumed, self._consumed_epoch = self._resume_state["consumed"], self._resume_state["epoch"]
             self._resume_state = None
-        return self._loader(self.train_set, self.hparams.batch_size, self._sampler, padding_side="right")
+        # RL batches are prompts to generate from, so they end together (left padding) like the eval batches.
+        side = "left" if self.hparams.task == "rl" else "right"
+        return self._loader(self.train_set, self.hparams.batch_size, self._sampler, padding_side=side)
 
     @override
     def val_dataloader(self) -> DataLoader:

@@ -45,9 +45,11 @@ def strip_reasoning(text: str) -> str:
 def extract_answer(text: str, options: Sequence[str] | None = None, num_options: int = 4) -> str | None:
     """The option letter a response chose, or ``None`` when it gives no answer.
 
-    Looks in ``<answer>...</answer>`` first, then in the text outside ``<think>``; accepts ``B``, ``(B)``,
-    ``B.``, ``B) text``, ``Answer: B``, ``the answer is B``, ``option B`` and, when ``options`` are given, the
-    text of exactly one option. Letters beyond the options (``num_options`` without options) are rejected.
+    When the response has an ``<answer>`` tag, only the tag's content counts (a wrong or unreadable tagged
+    answer cannot be rescued by a letter elsewhere); otherwise the text outside ``<think>`` is searched.
+    Accepts ``B``, ``(B)``, ``B.``, ``B) text``, ``Answer: B``, ``the answer is B``, ``option B`` and, when
+    ``options`` are given, the text of exactly one option. Letters beyond the options (``num_options``
+    without options) are rejected.
 
     Args:
         text: the model's response.
@@ -56,13 +58,8 @@ def extract_answer(text: str, options: Sequence[str] | None = None, num_options:
     """
     valid = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(options) if options else num_options]
     tagged = _ANSWER_TAG.search(text)
-    candidates = [tagged.group(1)] if tagged else []
-    candidates.append(strip_reasoning(text))
-    for candidate in candidates:
-        letter = _letter_in(candidate, valid) or _option_text_in(candidate, options)
-        if letter is not None:
-            return letter
-    return None
+    candidate = tagged.group(1) if tagged else strip_reasoning(text)
+    return _letter_in(candidate, valid) or _option_text_in(candidate, options)
 
 
 def _letter_in(text: str, valid: str) -> str | None:

@@ -80,13 +80,23 @@ def generation_config(
     top_k: int,
     stop_ids: Sequence[int],
     pad_id: int,
+    suppress_ids: Sequence[int] = (),
 ):
-    """A transformers ``GenerationConfig``; ``top_k=0`` disables top-k (transformers' default is 50)."""
+    """A transformers ``GenerationConfig``; ``top_k=0`` disables top-k (transformers' default is 50).
+
+    ``suppress_ids`` are never sampled: the vision placeholders, which would make the sampled sequence claim
+    more video tokens than there are video features when it is scored again.
+    """
     from transformers import GenerationConfig
 
     sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {}
     return GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=list(stop_ids), pad_token_id=pad_id, **sampling
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        eos_token_id=list(stop_ids),
+        pad_token_id=pad_id,
+        suppress_tokens=list(suppress_ids) or None,
+        **sampling,
     )
 
 

@@ -220,6 +220,12 @@ class VideoLMPolicy(nn.Module):
         return self.config.video_token_id
 
     @property
+    def vision_placeholder_ids(self) -> list[int]:
+        """Ids of the vision placeholder tokens (image/video pads, vision start/end) of the model config."""
+        names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+        return [int(getattr(self.config, n)) for n in names if getattr(self.config, n, None) is not None]
+
+    @property
     def device(self) -> torch.device:
         return self.model.lm_head.weight.device
 
@@ -364,7 +370,9 @@ class VideoLMPolicy(nn.Module):
             input_ids, attention_mask, mm_token_type_ids = (
                 t.repeat_interleave(num_return_sequences, dim=0) for t in (input_ids, attention_mask, mm_token_type_ids)
             )
-        config = generation_config(max_new_tokens, do_sample, temperature, top_p, top_k, stop_ids, pad_id)
+        config = generation_config(
+            max_new_tokens, do_sample, temperature, top_p, top_k, stop_ids, pad_id, self.vision_placeholder_ids
+        )
         kwargs = self._video_kwargs(mm_token_type_ids, video_embeddings)
         self._reset_rope_cache()
         with eval_mode(self.model), seeded(seed, self.device):

@@ -4,7 +4,8 @@ Example:
     >>> from longvila_r1.modules import CoTSFTModule
 """
 
+from longvila_r1.modules.grpo import GRPOModule
 from longvila_r1.modules.policy_module import VideoPolicyModule
 from longvila_r1.modules.sft import CoTSFTModule, masked_token_cross_entropy
 
-__all__ = ["CoTSFTModule", "VideoPolicyModule", "masked_token_cross_entropy"]
+__all__ = ["CoTSFTModule", "GRPOModule", "VideoPolicyModule", "masked_token_cross_entropy"]

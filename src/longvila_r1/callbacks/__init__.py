@@ -1,0 +1,5 @@
+"""Callbacks: lifecycles and bookkeeping around the training modules (never the algorithm)."""
+
+from longvila_r1.callbacks.rollout import RolloutCallback
+
+__all__ = ["RolloutCallback"]

@@ -1,0 +1,325 @@
+"""Stage 2 of the recipe: GRPO on long videos, with every video encoded once per step."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from longvila_r1.algorithms import (
+    ADVANTAGE_MODES,
+    KL_ESTIMATORS,
+    aggregate_loss,
+    group_advantages,
+    keep_groups,
+    kl_penalty,
+    masked_mean,
+)
+from longvila_r1.algorithms import policy_loss as clipped_policy_loss
+from longvila_r1.data.collate import select_videos
+from longvila_r1.data.processing import processor_config_for
+from longvila_r1.models import VideoEmbeddings, VideoLMPolicy
+from longvila_r1.models.generation import GenerationOutput
+from longvila_r1.models.logprobs import score_mask
+from longvila_r1.modules.grpo_batch import RolloutBatch, reward_inputs, select_groups
+from longvila_r1.modules.policy_module import VideoPolicyModule
+from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardSet
+from longvila_r1.rollout import (
+    RolloutEngine,
+    SamplingParams,
+    TransformersEngine,
+    VideoEmbeddingCache,
+    cache_key,
+    vision_fingerprint,
+)
+
+
+class GRPOModule(VideoPolicyModule):
+    """Group Relative Policy Optimisation for video QA, one numbered step per phase of the paper's loop.
+
+    Per batch of ``B`` prompts: (1) encode each video once (cached across steps when the vision tower is
+    frozen), (2) sample ``G`` responses per prompt from the cached embeddings, (3) score them, (4) group-relative
+    advantages, (5) old-policy and reference log-probs with the same embeddings, (6) ``ppo_epochs`` passes of
+    clipped-ratio updates over mini-batches of whole groups, with a KL penalty to the frozen reference.
+    Optimisation is manual (several optimizer steps per batch); ``trainer.max_steps`` counts optimizer steps.
+
+    The rollout engine and the embedding cache are attached by
+    :class:`~longvila_r1.callbacks.RolloutCallback`, which owns their lifecycle; without the callback the
+    module sets up a :class:`~longvila_r1.rollout.TransformersEngine` and an in-memory cache itself.
+
+    Args:
+        rollout_engine: the engine that samples (YAML ``class_path``); default the transformers engine.
+        rewards: reward functions (YAML ``class_path`` list); default accuracy (1.0) + format (0.1).
+        reward_on_error: a reward that raises: ``"raise"`` (error names reward and sample) or ``"zero"``
+            (the sample gets 0 for it, counted in ``rollout/reward_errors``).
+        group_size: samples per prompt ``G``.
+        max_new_tokens / temperature / top_p: sampling settings of the rollouts.
+        advantage_mode: ``"grpo"``, ``"dr_grpo"`` or ``"rloo"``.
+        kl_coef / kl_estimator: weight and estimator (``"k1"``, ``"k2"``, ``"k3"``) of the KL to the reference.
+        clip_low / clip_high / dual_clip / loss_agg: the clipped surrogate (see ``algorithms.policy_loss``).
+        ppo_epochs: passes over each batch of rollouts.
+        mini_batch_prompts: prompts (whole groups) per optimizer step; ``None`` = all ``B``.
+        max_grad_norm: gradient clipping (manual optimisation does not use ``trainer.gradient_clip_val``).
+        dynamic_sampling: drop groups whose rewards are all equal (DAPO); the step trains on the rest.
+        reference_on_cpu: keep the frozen reference on the CPU between its passes (saves accelerator memory).
+        rollout_seed: base seed of the sampling; step ``s`` samples with ``rollout_seed + s`` (exact resume).
+
+    Example:
+        ``longvila-r1 fit --config configs/grpo.yaml --model.init_args.path outputs/sft/hf``
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        rollout_engine: RolloutEngine | None = None,
+        rewards: list[Reward] | None = None,
+        reward_on_error: Literal["raise", "zero"] = "raise",
+        group_size: int = 8,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        advantage_mode: str = "grpo",
+        kl_coef: float = 0.01,
+        kl_estimator: str = "k3",
+        clip_low: float = 0.2,
+        clip_high: float = 0.28,
+        dual_clip: float | None = None,
+        loss_agg: str = "token-mean",
+        ppo_epochs: int = 1,
+        mini_batch_prompts: int | None = None,
+        max_grad_norm: float | None = 1.0,
+        dynamic_sampling: bool = False,
+        reference_on_cpu: bool = False,
+        rollout_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        _check_choice("advantage_mode", advantage_mode, ADVANTAGE_MODES)
+        _check_choice("kl_estimator", kl_estimator, KL_ESTIMATORS)
+        if group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (advantages compare samples of a group), got {group_size}")
+        if ppo_epochs < 1 or (mini_batch_prompts is not None and mini_batch_prompts < 1):
+            raise ValueError(f"ppo_epochs and mini_batch_prompts must be >= 1, got {ppo_epochs}, {mini_batch_prompts}")
+        if kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+        self.save_hyperparameters(ignore=["rollout_engine", "rewards", "optimizer", "lr_scheduler"])
+        self.automatic_optimization = False
+        self.sampling = SamplingParams(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=group_size
+        )
+        self.reward_set = RewardSet(rewards or [AccuracyReward(), FormatReward(weight=0.1)], on_error=reward_on_error)
+        self.rollout_engine: RolloutEngine = rollout_engine or TransformersEngine()
+        self.embedding_cache: VideoEmbeddingCache | None = None
+        self.processor = processor_config_for(self.hparams.path, self.policy.family)
+        self._vision_fingerprint = ""
+        self._vision_updates = 0  # optimizer steps that changed the vision weights
+        self._reference: list[VideoLMPolicy] = []  # a list keeps it out of state_dict and .parameters()
+        self.last_samples: list[dict[str, Any]] = []  # a few responses of the last step, for sample logging
+
+    # ------------------------------------------------------------------ lifecycle
+    @override
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not self._reference:
+            # Copied before any checkpoint is restored: the reference is the starting policy (the SFT model).
+            reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
+            self._reference.append(reference)
+
+    @override
+    def on_fit_start(self) -> None:
+        self._reference[0].to("cpu" if self.hparams.reference_on_cpu else self.device)
+        if not self.rollout_engine.is_setup:  # no RolloutCallback: run with the defaults
+            self.rollout_engine.setup(self.policy)
+        if self.embedding_cache is None:
+            self.embedding_cache = VideoEmbeddingCache()
+        # Identifies the vision weights in cache keys, so a disk cache from other weights is never reused.
+        self._vision_fingerprint = vision_fingerprint(self.policy)
+
+    @property
+    def vision_version(self) -> str:
+        """Version of the vision weights: their fingerprint at fit start and the updates since."""
+        return f"{self._vision_fingerprint}:{self._vision_updates}"
+
+    @property
+    def vision_trains(self) -> bool:
+        return any(p.requires_grad for p in self.policy.vision_parameters())
+
+    # ------------------------------------------------------------------ the step
+    @override
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if batch["size"] == 0:  # every sample was skipped (on_error=skip)
+            return
+        with self._timed("encode"):
+            embeddings = self.prompt_embeddings(batch)  # 1. one encoding per video
+        with self._timed("generate"):
+            rollout = self.rollout(batch, embeddings)  # 2. G samples per prompt from the cached embeddings
+        scores = self.score(rollout)  # 3. rewards
+        keep = self.kept_groups(scores.total, batch["size"])
+        if keep.numel() == 0:
+            self.log("rollout/kept_groups", 0.0, batch_size=batch["size"])
+            return
+        rollout, total = select_groups(rollout, scores.total, keep, self.hparams.group_size)
+        advantages = group_advantages(total, self.hparams.group_size, self.hparams.advantage_mode)  # 4.
+        with self._timed("logprob"):
+            old_logp, ref_logp = self.reference_logprobs(rollout)  # 5. same embeddings, no re-encoding
+        with self._timed("update"):
+            self.update(batch, rollout, advantages, old_logp, ref_logp)  # 6. clipped-ratio updates
+
+    def prompt_embeddings(self, batch: dict[str, Any]) -> VideoEmbeddings:
+        """Embeddings of the batch's videos, from the cache where possible; detached (rollout and old/ref)."""
+        with torch.no_grad():
+            if self.vision_trains:  # weights change every step: encode once for this step only
+                return self.encode_batch_videos(batch).detach()
+            version = self.vision_version
+            keys = [
+                cache_key(path, frames, self.processor, version)
+                for path, frames in zip(batch["video_paths"], batch["frame_indices"], strict=True)
+            ]
+
+            def encode(positions: list[int]) -> list[VideoEmbeddings]:
+                return self.encode_batch_videos(select_videos(batch, positions)).to("cpu").split_per_video()
+
+            found = self.embedding_cache.get_or_compute(keys, encode)
+            self.log("cache/hit_rate", self.embedding_cache.stats()["hit_rate"], batch_size=batch["size"])
+            return VideoEmbeddings.concat(found).to(self.device)
+
+    def rollout(self, batch: dict[str, Any], embeddings: VideoEmbeddings) -> RolloutBatch:
+        params = dataclasses.replace(self.sampling, seed=self.hparams.rollout_seed + self.global_step)
+        out: GenerationOutput = self.rollout_engine.generate(
+            batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], embeddings, params
+        )
+        texts = self.tokenizer.batch_decode(out.response_ids * out.response_mask, skip_special_tokens=True)
+        return RolloutBatch.from_generation(out, texts, batch, self.hparams.group_size)
+
+    def score(self, rollout: RolloutBatch):
+        scores = self.reward_set(reward_inputs(rollout))
+        size = len(rollout.texts)
+        self.last_samples = [
+            {"id": rollout.ids[i], "answer": rollout.answers[i], "reward": float(scores.total[i]), "response": text}
+            for i, text in enumerate(rollout.texts[: self.hparams.group_size])
+        ]
+        self.log("rollout/reward", scores.total.mean(), prog_bar=True, batch_size=size)
+        for name, values in scores.values.items():
+            self.log(f"rollout/reward/{name}", values.mean(), batch_size=size)
+        if "accuracy" in scores.values:
+            self.log("rollout/accuracy", scores.values["accuracy"].mean(), batch_size=size)
+        self.log("rollout/response_len", rollout.output.response_lengths.float().mean(), batch_size=size)
+        self.log("rollout/reward_errors", float(sum(scores.failures.values())), batch_size=size)
+        return scores
+
+    def kept_groups(self, total: torch.Tensor, num_prompts: int) -> torch.Tensor:
+        if not self.hparams.dynamic_sampling:
+            return torch.arange(num_prompts)
+        keep = keep_groups(total, self.hparams.group_size)
+        self.log("rollout/kept_groups", float(keep.numel()) / num_prompts, batch_size=num_prompts)
+        return keep
+
+    @torch.no_grad()
+    def reference_logprobs(self, rollout: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Old-policy and reference log-probs of the sampled tokens, ``[B*G, S-1]`` each."""
+        out = rollout.output
+        inputs = (out.sequences, out.attention_mask, out.mm_token_type_ids)
+        old = self.policy.response_logprobs(*inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
+        reference = self._reference[0]
+        with _on_device(reference, self.device, offload=self.hparams.reference_on_cpu):
+            ref = reference.response_logprobs(*inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
+        return old, ref
+
+    def update(self, batch, rollout: RolloutBatch, advantages, old_logp, ref_logp) -> None:
+        """``ppo_epochs`` passes of clipped-ratio updates, one optimizer step per mini-batch of groups."""
+        out, group = rollout.output, self.hparams.group_size
+        mask = score_mask(out.sequences, out.attention_mask, prompt_lengths=out.prompt_length)  # [B*G, S-1]
+        num_prompts = len(rollout.texts) // group
+        per_step = self.hparams.mini_batch_prompts or num_prompts
+        for _ in range(self.hparams.ppo_epochs):
+            for start in range(0, num_prompts, per_step):
+                prompts = list(range(start, min(start + per_step, num_prompts)))
+                rows = torch.tensor([p * group + g for p in prompts for g in range(group)])
+                embeddings = self.training_embeddings(batch, rollout, prompts, rows)
+                self.optimizer_step_on(out, rows, embeddings, advantages, old_logp, ref_logp, mask)
+
+    def training_embeddings(self, batch, rollout: RolloutBatch, prompts: list[int], rows: torch.Tensor):
+        """Embeddings for the training forward: re-encoded with gradients once per prompt if the vision trains."""
+        if not self.vision_trains:
+            return rollout.output.video_embeddings.select(rows.tolist())
+        sub = select_videos(batch, [rollout.prompt_index[p] for p in prompts])
+        fresh = self.encode_batch_videos(sub)  # gradients flow back through the vision tower
+        tokens_per_prompt = [int(t) for t in fresh.token_counts]
+        return fresh.repeat_rows(tokens_per_prompt, self.hparams.group_size)
+
+    def optimizer_step_on(self, out, rows, embeddings, advantages, old_logp, ref_logp, mask) -> None:
+        hp = self.hparams
+        logp, entropy = self.policy.response_logprobs(
+            out.sequences[rows],
+            out.attention_mask[rows],
+            out.mm_token_type_ids[rows],
+            embeddings,
+            prompt_lengths=out.prompt_length,
+            return_entropy=True,
+        )  # [R, S-1]
+        row_mask = mask[rows]
+        pg_loss, stats = clipped_policy_loss(
+            logp,
+            old_logp[rows],
+            advantages[rows],
+            row_mask,
+            clip_low=hp.clip_low,
+            clip_high=hp.clip_high,
+            agg=hp.loss_agg,
+            dual_clip=hp.dual_clip,
+            max_response_length=hp.max_new_tokens,
+        )
+        # The KL term is reduced like the policy loss, so both weigh tokens the same way.
+        kl_tokens = kl_penalty(logp, ref_logp[rows], hp.kl_estimator)  # [R, S-1]
+        kl = aggregate_loss(kl_tokens, row_mask, hp.loss_agg, max_response_length=hp.max_new_tokens)
+        loss = pg_loss + hp.kl_coef * kl
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if hp.max_grad_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        if self.vision_trains:
+            self._vision_updates += 1
+        size = int(rows.numel())
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        self.log("train/kl", kl.detach(), batch_size=size)
+        self.log("train/clipfrac", stats["clipfrac"], batch_size=size)
+        self.log("train/entropy", masked_mean(entropy.detach(), row_mask), batch_size=size)
+
+    # ------------------------------------------------------------------ bookkeeping
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.log(f"timing/{phase}_s", time.perf_counter() - start, batch_size=1)
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        if self.embedding_cache is not None:
+            rank_zero_info(f"video-embedding cache: {self.embedding_cache.stats()}")
+
+
+def _check_choice(name: str, value: str, options) -> None:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+
+
+@contextmanager
+def _on_device(module: torch.nn.Module, device: torch.device, offload: bool) -> Iterator[None]:
+    """Run ``module`` on ``device``; with ``offload``, move it back to the CPU afterwards."""
+    module.to(device)
+    try:
+        yield
+    finally:
+        if offload:
+            module.to("cpu")

@@ -1,0 +1,128 @@
+"""GRPOModule: a real few-step run, one encoding per video per step, cache reuse, reference stays frozen."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from longvila_r1.callbacks import RolloutCallback
+from longvila_r1.data.datamodule import LongVideoReasonDataModule
+from longvila_r1.data.records import load_records
+from longvila_r1.modules import GRPOModule
+from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardError
+
+GROUP = 4
+
+
+def _module(**kwargs) -> GRPOModule:
+    defaults = {"path": "tiny", "group_size": GROUP, "max_new_tokens": 12, "eval_max_new_tokens": 8}
+    return GRPOModule(**{**defaults, **kwargs})
+
+
+def _data(synth_dir) -> LongVideoReasonDataModule:
+    return LongVideoReasonDataModule(data_dir=str(synth_dir), task="rl", num_frames=8, batch_size=2, eval_batch_size=4)
+
+
+def _fit(module, synth_dir, tmp_path, steps: int, **trainer_kwargs) -> pl.Trainer:
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=TensorBoardLogger(tmp_path, name="grpo"),
+        callbacks=[RolloutCallback(log_samples_every_n_steps=1)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=1,
+        **trainer_kwargs,
+    )
+    trainer.fit(module, datamodule=_data(synth_dir))
+    return trainer
+
+
+def _count_vision_calls(module: GRPOModule) -> list[int]:
+    calls = [0]
+    module.policy.vision_tower.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_grpo_steps_log_every_metric_and_encode_each_video_once(synth_dir, tmp_path):
+    module = _module(freeze_vision=True)
+    calls = _count_vision_calls(module)
+    before = {n: p.detach().clone() for n, p in module.policy.named_parameters()}
+    trainer = _fit(module, synth_dir, tmp_path, steps=3)
+    # 3 steps x 2 prompts, each video encoded once for G rollouts + old/ref log-probs + the update.
+    assert calls[0] <= 3 * 2
+    events = EventAccumulator(str(trainer.logger.log_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "rollout/reward",
+        "rollout/reward/accuracy",
+        "rollout/reward/format",
+        "rollout/accuracy",
+        "rollout/response_len",
+        "train/loss",
+        "train/kl",
+        "train/clipfrac",
+        "train/entropy",
+        "cache/hit_rate",
+        "timing/encode_s",
+        "timing/generate_s",
+        "timing/logprob_s",
+        "timing/update_s",
+    }
+    assert expected <= tags, expected - tags
+    assert "rollout/samples/text_summary" in events.Tags()["tensors"]  # sample generations as text
+    changed = [n for n, p in module.policy.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and not any(".visual." in n for n in changed)  # frozen vision untouched
+    reference = module._reference[0]
+    assert all(torch.equal(p, before[n]) for n, p in reference.named_parameters())
+
+
+def test_frozen_vision_reuses_cached_embeddings_across_epochs(synth_dir, tmp_path):
+    records = load_records(synth_dir / "train.jsonl")
+    steps_per_epoch = -(-len(records) // 2)
+    module = _module(freeze_vision=True)
+    calls = _count_vision_calls(module)
+    calls_per_epoch = []
+    module.on_train_epoch_end = lambda: calls_per_epoch.append(calls[0])
+    _fit(module, synth_dir, tmp_path, steps=2 * steps_per_epoch, max_epochs=2)
+    stats = module.embedding_cache.stats()
+    # Each video is encoded once, the first time it is seen; epoch 2 is served from the cache entirely.
+    assert stats["misses"] == len({r.videos for r in records}) and stats["hits"] > 0
+    assert calls_per_epoch[0] <= steps_per_epoch and calls_per_epoch[1] == calls_per_epoch[0]
+
+
+def test_training_vision_reencodes_once_per_prompt_with_gradients(synth_dir, tmp_path):
+    module = _module(freeze_vision=False)
+    calls = _count_vision_calls(module)
+    vision_before = [p.detach().clone() for p in module.policy.vision_parameters()]
+    _fit(module, synth_dir, tmp_path, steps=1)
+    # Once without grad for rollout + old/ref log-probs, once with grad for the update: per prompt, not per sample.
+    assert calls[0] == 2
+    assert any(not torch.equal(a, b) for a, b in zip(vision_before, module.policy.vision_parameters(), strict=True))
+
+
+class _Exploding(Reward):
+    def score(self, sample):
+        raise RuntimeError("boom")
+
+
+def test_a_failing_reward_names_itself_or_counts_as_zero(synth_dir, tmp_path):
+    module = _module(rewards=[AccuracyReward(), _Exploding()])
+    with pytest.raises(RewardError, match="exploding"):
+        _fit(module, synth_dir, tmp_path, steps=1)
+    lenient = _module(rewards=[FormatReward(), _Exploding()], reward_on_error="zero")
+    _fit(lenient, synth_dir, tmp_path / "zero", steps=1)
+
+
+def test_invalid_arguments_are_named():
+    with pytest.raises(ValueError, match="advantage_mode must be one of"):
+        _module(advantage_mode="ppo")
+    with pytest.raises(ValueError, match="group_size must be >= 2"):
+        _module(group_size=1)
