@@ -49,10 +49,14 @@ class ResumableSampler(DistributedSampler):
             range(dataset_size), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
         self._skip = 0
+        self._skip_epoch = 0
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
-        skip, self._skip = self._skip, 0  # skipping applies to the first epoch after a resume only
+        # The skip belongs to the epoch that was interrupted; if the trainer moved on to another epoch (a
+        # checkpoint written at the end of an epoch or of training), that epoch starts from its beginning.
+        skip = self._skip if self.epoch == self._skip_epoch else 0
+        self._skip = 0
         return iter(indices[skip:])
 
     def __len__(self) -> int:
@@ -66,6 +70,7 @@ class ResumableSampler(DistributedSampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.set_epoch(int(state["epoch"]))
+        self._skip_epoch = self.epoch
         self._skip = int(state["consumed"]) % max(self.num_samples, 1)
 
 

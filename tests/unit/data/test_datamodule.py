@@ -134,6 +134,10 @@ def test_sampler_resumes_at_the_exact_sample_and_shards():
     next_epoch = ResumableSampler(11, seed=3)
     next_epoch.set_epoch(1)
     assert list(next_epoch) != full
+    moved_on = ResumableSampler(11, seed=3)
+    moved_on.load_state_dict({"epoch": 0, "consumed": 4})
+    moved_on.set_epoch(1)  # the trainer resumed into the next epoch: it starts from its beginning
+    assert list(moved_on) == list(next_epoch)
 
 
 def test_pad_sequences_sides():

@@ -13,8 +13,10 @@ from longvila_r1.modules import CoTSFTModule, masked_token_cross_entropy
 from longvila_r1.modules.export import export_checkpoint
 
 
-def _trainer(tmp_path, max_steps: int, **kwargs) -> pl.Trainer:
-    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
+def _trainer(tmp_path, max_steps: int, every_n_train_steps: int | None = None, **kwargs) -> pl.Trainer:
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", save_last=True, save_top_k=-1, every_n_train_steps=every_n_train_steps
+    )
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -75,22 +77,24 @@ def _parameters(module: CoTSFTModule) -> dict[str, torch.Tensor]:
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(synth_dir, tmp_path):
-    steps = 6  # 8 training videos x 4 questions / batch 4 = 8 batches: the resume lands mid-epoch
+    steps = 6  # 40 training questions / batch 4 = 10 batches: the resume at step 3 lands mid-epoch
     pl.seed_everything(0)
     straight = _module()
     _trainer(tmp_path / "a", steps).fit(straight, datamodule=_data(synth_dir))
 
+    # An interrupted run: the periodic checkpoint at step 3 is what a crash leaves behind.
     pl.seed_everything(0)
-    _trainer(tmp_path / "b", steps // 2).fit(_module(), datamodule=_data(synth_dir))
+    _trainer(tmp_path / "b", steps, every_n_train_steps=steps // 2).fit(_module(), datamodule=_data(synth_dir))
+    mid_run = tmp_path / "b" / "ckpt" / f"epoch=0-step={steps // 2}.ckpt"
     pl.seed_everything(123)  # the resumed run must not depend on the seed state at restart
     resumed = _module()
     trainer = _trainer(tmp_path / "c", steps)
-    trainer.fit(resumed, datamodule=_data(synth_dir), ckpt_path=tmp_path / "b" / "ckpt" / "last.ckpt")
+    trainer.fit(resumed, datamodule=_data(synth_dir), ckpt_path=mid_run)
 
     assert trainer.global_step == steps
+    initial = _parameters(_module())
     expected, got = _parameters(straight), _parameters(resumed)
-    changed = [n for n in expected if not torch.equal(expected[n], _parameters(_module())[n])]
-    assert changed, "training did not change any weight"
+    assert any(not torch.equal(expected[n], initial[n]) for n in expected), "training did not change any weight"
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
 
