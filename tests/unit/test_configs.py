@@ -10,9 +10,12 @@ import yaml
 from longvila_r1.cli import main
 from longvila_r1.lightning_cli import run_lightning_cli
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
-# Overlays (strategy/...) only make sense on top of a full config.
-BASE = [c for c in CONFIGS if c.parent.name == "configs"]
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+# A full config names a model; an overlay (demo.yaml, strategy/*.yaml) only changes a few keys of one.
+BASE = [c for c in CONFIGS if "class_path" in ((yaml.safe_load(c.read_text()) or {}).get("model") or {})]
+OVERLAYS = [c for c in CONFIGS if c not in BASE]
+SFT = CONFIG_DIR / "sft.yaml"
 
 
 def test_there_are_configs():
@@ -35,8 +38,15 @@ def test_config_parses(config, capsys):
     assert printed["model"]["class_path"].startswith("longvila_r1.")
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_overlay_parses_on_top_of_sft(overlay, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(SFT), "--config", str(overlay), "--print_config"])
+    assert exit_info.value.code in (0, None)
+
+
 def test_data_module_follows_the_model_path(tmp_path):
-    args = ["--config", str(BASE[0]), "--model.init_args.path", "small", "--trainer.logger", "false"]
+    args = ["--config", str(SFT), "--model.init_args.path", "small", "--trainer.logger", "false"]
     cli = run_lightning_cli(args, run=False)
     # One source of truth: the data module tokenises and preprocesses for the model being trained.
     assert cli.datamodule.hparams.model_path == cli.model.hparams.path == "small"
@@ -44,6 +54,6 @@ def test_data_module_follows_the_model_path(tmp_path):
 
 def test_an_unknown_key_fails_with_a_message(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(BASE[0]), "--model.init_args.no_such_option", "1", "--print_config"])
+        main(["fit", "--config", str(SFT), "--model.init_args.no_such_option", "1", "--print_config"])
     assert exit_info.value.code != 0
     assert "no_such_option" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def test_accuracy_agrees_with_the_validation_metric() -> None:
 
 def test_accuracy_require_format_and_finished() -> None:
     samples = _inputs([GOOD, "Answer: B", "<answer>I dunno</answer> Answer: B"])
-    assert AccuracyReward()(samples).tolist() == [1.0, 1.0, 1.0]  # the last falls back to the text
+    assert AccuracyReward()(samples).tolist() == [1.0, 1.0, 0.0]  # a tagged answer is final, even unreadable
     assert AccuracyReward(require_format=True)(samples).tolist() == [1.0, 0.0, 0.0]
     truncated = [RewardInput(GOOD, "B", finished=False)]
     assert AccuracyReward()(truncated).tolist() == [1.0]
