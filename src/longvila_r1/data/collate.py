@@ -73,6 +73,8 @@ class VideoBatchCollator:
             "categories": [s.record.category for s in samples],
             "options": [s.record.options for s in samples],
             "ids": [s.record.id for s in samples],
+            # Seconds, or a benchmark's duration group (VideoMME's "short"/"medium"/"long") when the record has one.
+            "durations": [s.record.extra.get("duration_label", s.record.duration) for s in samples],
             "indices": [s.index for s in samples],
             "video_paths": [str(s.record.video_path) for s in samples],
             "frame_indices": [s.frame_indices for s in samples],
