@@ -305,6 +305,7 @@ class GRPOModule(VideoPolicyModule):
 
     @override
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         if self.embedding_cache is not None:
             rank_zero_info(f"video-embedding cache: {self.embedding_cache.stats()}")
 

@@ -120,6 +120,13 @@ class VideoPolicyModule(pl.LightningModule):
         self.val_metrics.reset()
 
     @override
+    def on_train_epoch_end(self) -> None:
+        # Samples dropped under data.on_error=skip are counted by the data module; make them visible in TensorBoard.
+        skipped = getattr(self.trainer.datamodule, "skipped", None) if self.trainer is not None else None
+        if skipped:
+            self.log_dict({f"data/skipped_{kind}": float(count) for kind, count in skipped.items()})
+
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Export rebuilds the module from the checkpoint alone, so it needs the class next to the weights.
         cls = type(self)
