@@ -11,8 +11,10 @@ import logging
 import math
 import numbers
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ __all__ = [
     "VideoDecodeError",
     "fps_indices",
     "read_video",
+    "sampled_timestamps",
     "uniform_indices",
 ]
 
@@ -37,6 +40,7 @@ SHORT_VIDEO_MODES = ("repeat", "fewer")
 # Slack when comparing timestamps with sampling times: decord reports float32 seconds (about 0.1 ms off after an
 # hour), and 1 ms stays far below any real frame interval.
 _TIME_EPS = 1e-3
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -131,17 +135,53 @@ def read_video(
     path = Path(path)
     _check_file(path)
     sampling = _Sampling(num_frames, fps, max_frames, short_video)
+    return _with_backend(path, backend, lambda chosen: _read(path, chosen, sampling))
+
+
+def sampled_timestamps(
+    path: str | os.PathLike,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    backend: str = "auto",
+    short_video: str = "repeat",
+) -> np.ndarray:
+    """Presentation times in seconds (``float64 [T]``) of the frames :func:`read_video` samples with the same
+    arguments, without decoding any: only the file's frame index is read.
+
+    Used to pick what goes with the sampled frames (the subtitles on screen at their times) before decoding.
+
+    Example:
+        >>> sampled_timestamps("clip.mp4", num_frames=4)  # doctest: +SKIP
+        array([ 1.25,  3.75,  6.25,  8.75])
+    """
+    _validate(num_frames, fps, max_frames, backend, short_video)
+    path = Path(path)
+    _check_file(path)
+    sampling = _Sampling(num_frames, fps, max_frames, short_video)
+
+    def times(chosen: str) -> np.ndarray:
+        with open_source(path, chosen) as source:
+            if len(source.timestamps) == 0:
+                raise VideoDecodeError.for_file(path, "its video stream has no frames")
+            return source.timestamps[sampling.indices(source.timestamps)]
+
+    return _with_backend(path, backend, times)
+
+
+def _with_backend(path: Path, backend: str, job: Callable[[str], _T]) -> _T:
+    """``job(backend)``; for ``"auto"``, decord first and PyAV when decord is missing or fails on the file."""
     if backend != "auto":
-        return _read(path, backend, sampling)
+        return job(backend)
     try:
-        return _read(path, "decord", sampling)
+        return job("decord")
     except ImportError:
         decord_failure = "decord is not installed"
     except VideoDecodeError as exc:
         decord_failure = exc.reason
     log.debug("Reading %s with PyAV: %s", path, decord_failure)
     try:
-        return _read(path, "pyav", sampling)
+        return job("pyav")
     except VideoDecodeError as exc:
         raise VideoDecodeError.for_file(path, f"decord: {decord_failure}; PyAV: {exc.reason}") from exc
 
