@@ -163,3 +163,38 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def concat_outputs(outputs: Sequence[GenerationOutput], pad_id: int) -> GenerationOutput:
+    """Stack generation outputs row-wise: prompts left-padded to the widest, responses right-padded to the longest.
+
+    Chunks of one batch share their prompt width ``P`` and differ in response width (each ``generate`` call
+    stops when its own rows are done); outputs of different batches (dynamic sampling collects groups over
+    several) differ in both. Padded positions get ``pad_id`` and a zero mask, as positions after a stop token
+    already do, so the result is again a valid left-padded-prompt output.
+    """
+    prompt_width = max(o.prompt_length for o in outputs)
+    response_width = max(o.response_ids.shape[1] for o in outputs)
+
+    def left(t: Tensor, value: int) -> Tensor:  # [R, P_i] -> [R, P]
+        return torch.nn.functional.pad(t, (prompt_width - t.shape[1], 0), value=value)
+
+    def right(t: Tensor, value: int) -> Tensor:  # [R, L_i] -> [R, L]
+        return torch.nn.functional.pad(t, (0, response_width - t.shape[1]), value=value)
+
+    response_ids = torch.cat([right(o.response_ids, pad_id) for o in outputs])  # [R, L]
+    response_mask = torch.cat([right(o.response_mask, 0) for o in outputs])  # [R, L]
+    prompt_ids = torch.cat([left(o.sequences[:, : o.prompt_length], pad_id) for o in outputs])  # [R, P]
+    prompt_mask = torch.cat([left(o.attention_mask[:, : o.prompt_length], 0) for o in outputs])  # [R, P]
+    prompt_types = torch.cat([left(o.mm_token_type_ids[:, : o.prompt_length], 0) for o in outputs])  # [R, P]
+    embeddings = [o.video_embeddings for o in outputs if o.video_embeddings is not None]
+    return GenerationOutput(
+        sequences=torch.cat([prompt_ids, response_ids], dim=1),
+        attention_mask=torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1),
+        mm_token_type_ids=torch.cat([prompt_types, prompt_types.new_zeros(response_ids.shape)], dim=1),
+        response_ids=response_ids,
+        response_mask=response_mask,
+        finished=torch.cat([o.finished for o in outputs]),
+        prompt_length=prompt_width,
+        video_embeddings=VideoEmbeddings.concat(embeddings) if embeddings else None,
+    )

@@ -16,9 +16,9 @@ from typing_extensions import override
 from longvila_r1.algorithms import (
     ADVANTAGE_MODES,
     KL_ESTIMATORS,
+    GroupBuffer,
     aggregate_loss,
     group_advantages,
-    keep_groups,
     kl_penalty,
     masked_mean,
 )
@@ -28,7 +28,7 @@ from longvila_r1.data.processing import processor_config_for
 from longvila_r1.models import VideoEmbeddings, VideoLMPolicy
 from longvila_r1.models.generation import GenerationOutput
 from longvila_r1.models.logprobs import score_mask
-from longvila_r1.modules.grpo_batch import RolloutBatch, reward_inputs, select_groups
+from longvila_r1.modules.grpo_batch import RolloutBatch, group_rows, merge_rollouts, reward_inputs, split_groups
 from longvila_r1.modules.policy_module import VideoPolicyModule
 from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardSet
 from longvila_r1.rollout import (
@@ -67,7 +67,10 @@ class GRPOModule(VideoPolicyModule):
         ppo_epochs: passes over each batch of rollouts.
         mini_batch_prompts: prompts (whole groups) per optimizer step; ``None`` = all ``B``.
         max_grad_norm: gradient clipping (manual optimisation does not use ``trainer.gradient_clip_val``).
-        dynamic_sampling: drop groups whose rewards are all equal (DAPO); the step trains on the rest.
+        dynamic_sampling: drop groups whose rewards are all equal (DAPO) and refill from the next batches until
+            ``B`` informative groups are collected or ``max_sampling_rounds`` batches were drawn; the update then
+            runs on what was collected (``rollout/kept_groups``, ``rollout/sampling_rounds`` are logged).
+        max_sampling_rounds: bound on the batches drawn for one update under dynamic sampling.
         reference_on_cpu: keep the frozen reference on the CPU between its passes (saves accelerator memory).
         rollout_seed: base seed of the sampling; step ``s`` samples with ``rollout_seed + s`` (exact resume).
 
@@ -96,6 +99,7 @@ class GRPOModule(VideoPolicyModule):
         mini_batch_prompts: int | None = None,
         max_grad_norm: float | None = 1.0,
         dynamic_sampling: bool = False,
+        max_sampling_rounds: int = 3,
         reference_on_cpu: bool = False,
         rollout_seed: int = 0,
         **kwargs: Any,
@@ -122,6 +126,7 @@ class GRPOModule(VideoPolicyModule):
         self._vision_updates = 0  # optimizer steps that changed the vision weights
         self._reference: list[VideoLMPolicy] = []  # a list keeps it out of state_dict and .parameters()
         self.last_samples: list[dict[str, Any]] = []  # a few responses of the last step, for sample logging
+        self.group_buffer: GroupBuffer | None = None  # dynamic sampling: informative groups awaiting an update
 
     # ------------------------------------------------------------------ lifecycle
     @override
@@ -160,16 +165,18 @@ class GRPOModule(VideoPolicyModule):
         with self._timed("generate"):
             rollout = self.rollout(batch, embeddings)  # 2. G samples per prompt from the cached embeddings
         scores = self.score(rollout)  # 3. rewards
-        keep = self.kept_groups(scores.total, batch["size"])
-        if keep.numel() == 0:
-            self.log("rollout/kept_groups", 0.0, batch_size=batch["size"])
-            return
-        rollout, total = select_groups(rollout, scores.total, keep, self.hparams.group_size)
+        if self.hparams.dynamic_sampling:  # DAPO: only groups whose rewards differ carry a learning signal
+            collected = self.collect_informative_groups(rollout, scores.total, batch["size"])
+            if collected is None:
+                return  # refill from the next batch before updating
+            rollout, total = collected
+        else:
+            total = scores.total
         advantages = group_advantages(total, self.hparams.group_size, self.hparams.advantage_mode)  # 4.
         with self._timed("logprob"):
             old_logp, ref_logp = self.reference_logprobs(rollout)  # 5. same embeddings, no re-encoding
         with self._timed("update"):
-            self.update(batch, rollout, advantages, old_logp, ref_logp)  # 6. clipped-ratio updates
+            self.update(rollout, advantages, old_logp, ref_logp)  # 6. clipped-ratio updates
 
     def prompt_embeddings(self, batch: dict[str, Any]) -> VideoEmbeddings:
         """Embeddings of the batch's videos, from the cache where possible; detached (rollout and old/ref)."""
@@ -213,12 +220,22 @@ class GRPOModule(VideoPolicyModule):
         self.log("rollout/reward_errors", float(sum(scores.failures.values())), batch_size=size)
         return scores
 
-    def kept_groups(self, total: torch.Tensor, num_prompts: int) -> torch.Tensor:
-        if not self.hparams.dynamic_sampling:
-            return torch.arange(num_prompts)
-        keep = keep_groups(total, self.hparams.group_size)
-        self.log("rollout/kept_groups", float(keep.numel()) / num_prompts, batch_size=num_prompts)
-        return keep
+    def collect_informative_groups(
+        self, rollout: RolloutBatch, total: torch.Tensor, num_prompts: int
+    ) -> tuple[RolloutBatch, torch.Tensor] | None:
+        """Add this batch's informative groups to the buffer; the merged groups once it is full, else ``None``."""
+        group = self.hparams.group_size
+        if self.group_buffer is None:
+            self.group_buffer = GroupBuffer(group, num_prompts, self.hparams.max_sampling_rounds)
+        self.group_buffer.add(total.detach().cpu(), split_groups(rollout, group))
+        if not self.group_buffer.done:
+            return None
+        taken = self.group_buffer.take()
+        self.log("rollout/kept_groups", float(taken.kept_groups), batch_size=num_prompts)
+        self.log("rollout/sampling_rounds", float(taken.rounds), batch_size=num_prompts)
+        if taken.kept_groups == 0:
+            return None
+        return merge_rollouts(taken.payloads, self.tokenizer.pad_token_id), taken.rewards.to(total.device)
 
     @torch.no_grad()
     def reference_logprobs(self, rollout: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,25 +248,25 @@ class GRPOModule(VideoPolicyModule):
             ref = reference.response_logprobs(*inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
         return old, ref
 
-    def update(self, batch, rollout: RolloutBatch, advantages, old_logp, ref_logp) -> None:
+    def update(self, rollout: RolloutBatch, advantages, old_logp, ref_logp) -> None:
         """``ppo_epochs`` passes of clipped-ratio updates, one optimizer step per mini-batch of groups."""
         out, group = rollout.output, self.hparams.group_size
         mask = score_mask(out.sequences, out.attention_mask, prompt_lengths=out.prompt_length)  # [B*G, S-1]
-        num_prompts = len(rollout.texts) // group
+        num_prompts = rollout.num_prompts
         per_step = self.hparams.mini_batch_prompts or num_prompts
         for _ in range(self.hparams.ppo_epochs):
             for start in range(0, num_prompts, per_step):
                 prompts = list(range(start, min(start + per_step, num_prompts)))
-                rows = torch.tensor([p * group + g for p in prompts for g in range(group)])
-                embeddings = self.training_embeddings(batch, rollout, prompts, rows)
+                rows = torch.tensor(group_rows(prompts, group))
+                embeddings = self.training_embeddings(rollout, prompts, rows)
                 self.optimizer_step_on(out, rows, embeddings, advantages, old_logp, ref_logp, mask)
 
-    def training_embeddings(self, batch, rollout: RolloutBatch, prompts: list[int], rows: torch.Tensor):
+    def training_embeddings(self, rollout: RolloutBatch, prompts: list[int], rows: torch.Tensor):
         """Embeddings for the training forward: re-encoded with gradients once per prompt if the vision trains."""
         if not self.vision_trains:
             return rollout.output.video_embeddings.select(rows.tolist())
-        sub = select_videos(batch, [rollout.prompt_index[p] for p in prompts])
-        fresh = self.encode_batch_videos(sub)  # gradients flow back through the vision tower
+        # Gradients flow back through the vision tower; the G samples of a prompt share one encoding.
+        fresh = self.encode_batch_videos(select_videos(rollout.videos, prompts))
         tokens_per_prompt = [int(t) for t in fresh.token_counts]
         return fresh.repeat_rows(tokens_per_prompt, self.hparams.group_size)
 

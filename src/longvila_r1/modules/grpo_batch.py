@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from longvila_r1.models.generation import GenerationOutput
+from longvila_r1.data.collate import select_videos
+from longvila_r1.models.generation import GenerationOutput, concat_outputs
 from longvila_r1.rewards import RewardInput
 
 
@@ -19,8 +21,8 @@ class RolloutBatch:
         output: the engine's output (sequences, masks, per-row video embeddings).
         texts: decoded responses, ``B*G``.
         answers / options / categories / ids: ground truth per row (repeated over a group).
-        prompt_index: position in the data batch of each prompt (``B``), so a subset of groups can find its
-            videos again.
+        videos: the ``B`` prompts' video inputs (``pixel_values_videos``, ``video_grid_thw``,
+            ``second_per_grid_ts``), for re-encoding with gradients when the vision tower trains.
     """
 
     output: GenerationOutput
@@ -29,7 +31,11 @@ class RolloutBatch:
     options: list[Any]
     categories: list[str | None]
     ids: list[str | None]
-    prompt_index: list[int]
+    videos: dict[str, torch.Tensor]
+
+    @property
+    def num_prompts(self) -> int:
+        return int(self.videos["video_grid_thw"].shape[0])
 
     @classmethod
     def from_generation(
@@ -45,7 +51,7 @@ class RolloutBatch:
             options=per_row(batch["options"]),
             categories=per_row(batch["categories"]),
             ids=per_row(batch["ids"]),
-            prompt_index=list(range(batch["size"])),
+            videos=select_videos(batch, range(batch["size"])),
         )
 
 
@@ -76,33 +82,51 @@ def reward_inputs(rollout: RolloutBatch) -> list[RewardInput]:
     ]
 
 
-def select_groups(
-    rollout: RolloutBatch, rewards: torch.Tensor, groups: torch.Tensor, group_size: int
-) -> tuple[RolloutBatch, torch.Tensor]:
-    """Keep only the groups ``groups`` (prompt positions, ``[K]``): rows, labels and rewards ``[K*G]``."""
-    if groups.numel() * group_size == len(rollout.texts):
-        return rollout, rewards
-    rows = (groups[:, None] * group_size + torch.arange(group_size)).flatten()  # [K*G]
+def group_rows(groups: Sequence[int], group_size: int) -> list[int]:
+    """Row indices of whole groups: ``[g*G, ..., g*G + G-1]`` for each group ``g`` in order."""
+    return [g * group_size + k for g in groups for k in range(group_size)]
+
+
+def select_groups(rollout: RolloutBatch, groups: Sequence[int], group_size: int) -> RolloutBatch:
+    """Only the groups ``groups`` (prompt positions) of ``rollout``, rows and prompt videos alike."""
+    rows = group_rows(groups, group_size)
     out = rollout.output
-    tensor_rows = rows.to(out.sequences.device)
+    index = torch.tensor(rows, device=out.sequences.device)
     output = replace(
         out,
-        sequences=out.sequences[tensor_rows],
-        attention_mask=out.attention_mask[tensor_rows],
-        mm_token_type_ids=out.mm_token_type_ids[tensor_rows],
-        response_ids=out.response_ids[tensor_rows],
-        response_mask=out.response_mask[tensor_rows],
-        finished=out.finished[tensor_rows],
-        video_embeddings=None if out.video_embeddings is None else out.video_embeddings.select(rows.tolist()),
+        sequences=out.sequences[index],
+        attention_mask=out.attention_mask[index],
+        mm_token_type_ids=out.mm_token_type_ids[index],
+        response_ids=out.response_ids[index],
+        response_mask=out.response_mask[index],
+        finished=out.finished[index],
+        video_embeddings=None if out.video_embeddings is None else out.video_embeddings.select(rows),
     )
-    pick = rows.tolist()
-    kept = RolloutBatch(
+    return RolloutBatch(
         output=output,
-        texts=[rollout.texts[r] for r in pick],
-        answers=[rollout.answers[r] for r in pick],
-        options=[rollout.options[r] for r in pick],
-        categories=[rollout.categories[r] for r in pick],
-        ids=[rollout.ids[r] for r in pick],
-        prompt_index=[rollout.prompt_index[g] for g in groups.tolist()],
+        texts=[rollout.texts[r] for r in rows],
+        answers=[rollout.answers[r] for r in rows],
+        options=[rollout.options[r] for r in rows],
+        categories=[rollout.categories[r] for r in rows],
+        ids=[rollout.ids[r] for r in rows],
+        videos=select_videos(rollout.videos, list(groups)),
     )
-    return kept, rewards[rows.to(rewards.device)]
+
+
+def split_groups(rollout: RolloutBatch, group_size: int) -> list[RolloutBatch]:
+    """One single-group :class:`RolloutBatch` per prompt (the payloads of dynamic sampling's buffer)."""
+    return [select_groups(rollout, [g], group_size) for g in range(rollout.num_prompts)]
+
+
+def merge_rollouts(parts: Sequence[RolloutBatch], pad_id: int) -> RolloutBatch:
+    """Concatenate rollouts of different batches (prompts and responses re-padded to common widths)."""
+    videos = {key: torch.cat([part.videos[key] for part in parts]) for key in parts[0].videos}
+    return RolloutBatch(
+        output=concat_outputs([part.output for part in parts], pad_id),
+        texts=[t for part in parts for t in part.texts],
+        answers=[a for part in parts for a in part.answers],
+        options=[o for part in parts for o in part.options],
+        categories=[c for part in parts for c in part.categories],
+        ids=[i for part in parts for i in part.ids],
+        videos=videos,
+    )

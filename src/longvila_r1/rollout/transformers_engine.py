@@ -8,14 +8,13 @@ the vLLM engine is checked against. Large groups (``B * n`` rows) can be split i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from typing_extensions import override
 
 from longvila_r1.models.embeddings import VideoEmbeddings, video_tokens_per_row
-from longvila_r1.models.generation import GenerationOutput
+from longvila_r1.models.generation import GenerationOutput, concat_outputs
 from longvila_r1.rollout.engine import RolloutEngine, SamplingParams
 
 
@@ -116,34 +115,3 @@ def video_offsets(video_embeddings: VideoEmbeddings, mm_token_type_ids: Tensor) 
     """Index of the first video of each row, plus the total: row ``r`` owns videos ``offsets[r]:offsets[r+1]``."""
     counts = video_embeddings.videos_per_row(video_tokens_per_row(mm_token_type_ids))
     return [0, *torch.tensor(counts).cumsum(0).tolist()]
-
-
-def concat_outputs(outputs: Sequence[GenerationOutput], pad_id: int) -> GenerationOutput:
-    """Stack chunk outputs row-wise, padding each chunk's responses to the longest one.
-
-    Every chunk shares the prompt width ``P`` (they are row slices of one padded batch); response widths
-    differ because each ``generate`` call stops when its own rows are done. Padded positions get
-    ``pad_id`` and a zero mask, as positions after a stop token already do.
-    """
-    width = max(o.response_ids.shape[1] for o in outputs)
-
-    def pad(t: Tensor, value: int) -> Tensor:  # [R, L_i] -> [R, width]
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    response_ids = torch.cat([pad(o.response_ids, pad_id) for o in outputs])  # [B*n, L]
-    response_mask = torch.cat([pad(o.response_mask, 0) for o in outputs])  # [B*n, L]
-    prompt_length = outputs[0].prompt_length
-    prompt_ids = torch.cat([o.sequences[:, :prompt_length] for o in outputs])  # [B*n, P]
-    prompt_mask = torch.cat([o.attention_mask[:, :prompt_length] for o in outputs])  # [B*n, P]
-    prompt_types = torch.cat([o.mm_token_type_ids[:, :prompt_length] for o in outputs])  # [B*n, P]
-    embeddings = [o.video_embeddings for o in outputs if o.video_embeddings is not None]
-    return GenerationOutput(
-        sequences=torch.cat([prompt_ids, response_ids], dim=1),
-        attention_mask=torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1),
-        mm_token_type_ids=torch.cat([prompt_types, prompt_types.new_zeros(response_ids.shape)], dim=1),
-        response_ids=response_ids,
-        response_mask=response_mask,
-        finished=torch.cat([o.finished for o in outputs]),
-        prompt_length=prompt_length,
-        video_embeddings=VideoEmbeddings.concat(embeddings) if embeddings else None,
-    )

@@ -12,6 +12,7 @@ from longvila_r1.callbacks import RolloutCallback
 from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.data.records import load_records
 from longvila_r1.modules import GRPOModule
+from longvila_r1.modules.grpo_batch import RolloutBatch, merge_rollouts
 from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardError
 
 GROUP = 4
@@ -126,3 +127,67 @@ def test_invalid_arguments_are_named():
         _module(advantage_mode="ppo")
     with pytest.raises(ValueError, match="group_size must be >= 2"):
         _module(group_size=1)
+
+
+class _LengthParity(Reward):
+    """A reward that differs within most groups, so dynamic sampling keeps some and drops others."""
+
+    def score(self, sample):
+        return float(sample.response_length % 2)
+
+
+def test_dynamic_sampling_refills_from_the_next_batches(synth_dir, tmp_path):
+    module = _module(rewards=[_LengthParity()], dynamic_sampling=True, max_sampling_rounds=2)
+    trainer = _fit(module, synth_dir, tmp_path, steps=2, max_epochs=1)
+    events = EventAccumulator(str(trainer.logger.log_dir))
+    events.Reload()
+    rounds = [e.value for e in events.Scalars("rollout/sampling_rounds")]
+    kept = [e.value for e in events.Scalars("rollout/kept_groups")]
+    assert rounds and all(1 <= r <= 2 for r in rounds)
+    assert all(0 <= k <= 2 for k in kept)  # never more than B=2 groups per update
+
+
+def test_merged_rollouts_score_like_the_originals(synth_dir):
+    dm = _data(synth_dir)
+    dm.setup("fit")
+    loader = iter(dm.train_dataloader())
+    module = _module()
+    policy = module.policy.eval()
+    parts, originals = [], []
+    for batch in (next(loader), next(loader)):
+        embeddings = module.encode_batch_videos(batch)
+        out = policy.generate(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["mm_token_type_ids"],
+            embeddings,
+            max_new_tokens=6,
+            num_return_sequences=GROUP,
+            seed=0,
+        )
+        texts = policy.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
+        parts.append(RolloutBatch.from_generation(out, texts, batch, GROUP))
+        originals.append(
+            policy.response_logprobs(
+                out.sequences,
+                out.attention_mask,
+                out.mm_token_type_ids,
+                out.video_embeddings,
+                prompt_lengths=out.prompt_length,
+            )[:, out.prompt_length - 1 :]
+        )  # [R, L_i] response positions
+    merged = merge_rollouts(parts, policy.tokenizer.pad_token_id)
+    out = merged.output
+    logp = policy.response_logprobs(
+        out.sequences,
+        out.attention_mask,
+        out.mm_token_type_ids,
+        out.video_embeddings,
+        prompt_lengths=out.prompt_length,
+    )[:, out.prompt_length - 1 :]
+    start = 0
+    for original in originals:
+        rows = logp[start : start + original.shape[0], : original.shape[1]]
+        torch.testing.assert_close(rows, original, rtol=0, atol=1e-5)
+        start += original.shape[0]
+    assert merged.num_prompts == 4 and len(merged.texts) == 4 * GROUP
