@@ -65,14 +65,12 @@ class VideoQAMetrics(Metric):
         self.categories = tuple(categories)
         if len(set(self.categories)) != len(self.categories):
             raise ValueError(f"categories must be unique, got {self.categories}")
-        self.bucket_names, self.bucket_bounds = _check_buckets(
-            DEFAULT_DURATION_BUCKETS if duration_buckets is None else duration_buckets
-        )
+        self.buckets = DurationBuckets(duration_buckets)
         slots = len(self.categories) + 1  # the last slot collects samples with no or unknown category
         self.add_state("correct", default=torch.zeros(slots, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", default=torch.zeros(slots, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("formatted", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-        buckets = len(self.bucket_names)
+        buckets = len(self.buckets.names)
         self.add_state("duration_correct", default=torch.zeros(buckets, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("duration_total", default=torch.zeros(buckets, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -105,12 +103,51 @@ class VideoQAMetrics(Metric):
             self.total[slot] += 1
             self.correct[slot] += correct
             self.formatted += int(is_well_formatted(response))
-            bucket = self.bucket_of(duration)
+            bucket = self.buckets.index(duration)
             if bucket is not None:
                 self.duration_total[bucket] += 1
                 self.duration_correct[bucket] += correct
 
-    def bucket_of(self, duration: float | str | None) -> int | None:
+    def compute(self) -> dict[str, torch.Tensor]:
+        total = self.total.sum().clamp(min=1)
+        out = {"acc": self.correct.sum() / total, "format_rate": self.formatted / total}
+        for slot, name in enumerate(self.categories):
+            if self.total[slot] > 0:
+                out[f"acc/{name}"] = self.correct[slot] / self.total[slot]
+        for slot, name in enumerate(self.buckets.names):
+            if self.duration_total[slot] > 0:
+                out[f"acc/duration/{name}"] = self.duration_correct[slot] / self.duration_total[slot]
+        return out
+
+
+class DurationBuckets:
+    """Named duration buckets: seconds or a bucket name (a benchmark's label) -> bucket.
+
+    Args:
+        buckets: bucket name -> upper bound in seconds (exclusive), in increasing order; the last bound must be
+            ``None`` (open-ended). ``None`` takes :data:`DEFAULT_DURATION_BUCKETS`.
+
+    Example:
+        >>> buckets = DurationBuckets()
+        >>> buckets.name(95.0), buckets.name(600), buckets.name("Long"), buckets.name(None)
+        ('short', 'medium', 'long', None)
+    """
+
+    def __init__(self, buckets: Mapping[str, float | None] | None = None) -> None:
+        buckets = DEFAULT_DURATION_BUCKETS if buckets is None else buckets
+        if not isinstance(buckets, Mapping) or not buckets:
+            raise ValueError(f"duration_buckets must be a non-empty mapping of name -> upper bound, got {buckets!r}")
+        self.names = tuple(str(name).lower() for name in buckets)
+        self.bounds = tuple(None if bound is None or math.isinf(bound) else float(bound) for bound in buckets.values())
+        if len(set(self.names)) != len(self.names) or not all(self.names):
+            raise ValueError(f"duration_buckets names must be non-empty and unique, got {list(buckets)}")
+        if self.bounds[-1] is not None or None in self.bounds[:-1]:
+            raise ValueError(f"duration_buckets: only the last bucket must be open-ended (null), got {dict(buckets)}")
+        finite = self.bounds[:-1]
+        if any(bound <= 0 for bound in finite) or any(b <= a for a, b in pairwise(finite)):
+            raise ValueError(f"duration_buckets bounds must be positive and increasing, got {dict(buckets)}")
+
+    def index(self, duration: float | str | None) -> int | None:
         """Index of the bucket of ``duration`` (seconds or a bucket name), ``None`` for no duration.
 
         Raises:
@@ -119,37 +156,15 @@ class VideoQAMetrics(Metric):
         if duration is None:
             return None
         if isinstance(duration, str):
-            if duration.lower() not in self.bucket_names:
-                raise ValueError(f"unknown duration label {duration!r}; expected one of {self.bucket_names}")
-            return self.bucket_names.index(duration.lower())
+            if duration.lower() not in self.names:
+                raise ValueError(f"unknown duration label {duration!r}; expected one of {self.names}")
+            return self.names.index(duration.lower())
         seconds = float(duration)
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"duration must be a non-negative number of seconds, got {duration!r}")
-        return next(i for i, bound in enumerate(self.bucket_bounds) if bound is None or seconds < bound)
+        return next(i for i, bound in enumerate(self.bounds) if bound is None or seconds < bound)
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        total = self.total.sum().clamp(min=1)
-        out = {"acc": self.correct.sum() / total, "format_rate": self.formatted / total}
-        for slot, name in enumerate(self.categories):
-            if self.total[slot] > 0:
-                out[f"acc/{name}"] = self.correct[slot] / self.total[slot]
-        for slot, name in enumerate(self.bucket_names):
-            if self.duration_total[slot] > 0:
-                out[f"acc/duration/{name}"] = self.duration_correct[slot] / self.duration_total[slot]
-        return out
-
-
-def _check_buckets(buckets: Mapping[str, float | None]) -> tuple[tuple[str, ...], tuple[float | None, ...]]:
-    """(lower-case names, bounds) of validated duration buckets."""
-    if not isinstance(buckets, Mapping) or not buckets:
-        raise ValueError(f"duration_buckets must be a non-empty mapping of name -> upper bound, got {buckets!r}")
-    names = tuple(str(name).lower() for name in buckets)
-    bounds = tuple(None if bound is None or math.isinf(bound) else float(bound) for bound in buckets.values())
-    if len(set(names)) != len(names) or not all(names):
-        raise ValueError(f"duration_buckets names must be non-empty and unique, got {list(buckets)}")
-    if bounds[-1] is not None or any(bound is None for bound in bounds[:-1]):
-        raise ValueError(f"duration_buckets: only the last bucket must be open-ended (bound null), got {dict(buckets)}")
-    finite = bounds[:-1]
-    if any(bound <= 0 for bound in finite) or any(b <= a for a, b in pairwise(finite)):
-        raise ValueError(f"duration_buckets bounds must be positive and increasing, got {dict(buckets)}")
-    return names, bounds
+    def name(self, duration: float | str | None) -> str | None:
+        """Name of the bucket of ``duration``, ``None`` for no duration."""
+        slot = self.index(duration)
+        return None if slot is None else self.names[slot]
