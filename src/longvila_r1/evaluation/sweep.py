@@ -102,7 +102,8 @@ def frame_sweep(
         samples = len(data.eval_set) - data.skipped["samples"]
         values = {key: float(value) for key, value in metrics.items()}
         points.append(SweepPoint(count, samples, elapsed / max(samples, 1), values))
-    write_sweep(points, output_dir, {"model": model_path, "data_dir": data_dir, **dict(data_kwargs or {})})
+    meta = {"model": model_path, "data_dir": data_dir, "max_new_tokens": eval_max_new_tokens, **dict(data_kwargs or {})}
+    write_sweep(points, output_dir, meta)
     return points
 
 
