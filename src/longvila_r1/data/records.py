@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -270,8 +270,13 @@ def load_records_with_report(
     *,
     on_error: Literal["raise", "skip"] = "raise",
     check_videos: bool = False,
+    convert: Callable[[Any, Path], VideoQARecord] | None = None,
 ) -> LoadReport:
-    """Like :func:`load_records`, returning a :class:`LoadReport` with ``records`` and ``skipped`` errors."""
+    """Like :func:`load_records`, returning a :class:`LoadReport` with ``records`` and ``skipped`` errors.
+
+    ``convert(raw, video_root)`` turns one raw row into a record (default :meth:`VideoQARecord.from_dict`); a
+    benchmark with its own schema (VideoMME) passes its converter and gets the same location and error handling.
+    """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     path = Path(path)
@@ -281,7 +286,7 @@ def load_records_with_report(
         try:
             if isinstance(raw, RecordError):
                 raise raw
-            record = VideoQARecord.from_dict(raw, video_root=root)
+            record = convert(raw, root) if convert is not None else VideoQARecord.from_dict(raw, video_root=root)
             if check_videos and not record.resolve().is_file():
                 raise RecordError(f"video file not found: {record.resolve()}", field="videos")
         except RecordError as err:

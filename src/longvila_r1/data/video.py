@@ -131,10 +131,7 @@ def read_video(
         >>> clip.frames.shape  # [T, H, W, 3]  # doctest: +SKIP
         torch.Size([20, 360, 640, 3])
     """
-    _validate(num_frames, fps, max_frames, backend, short_video)
-    path = Path(path)
-    _check_file(path)
-    sampling = _Sampling(num_frames, fps, max_frames, short_video)
+    path, sampling = _prepare(path, num_frames, fps, max_frames, backend, short_video)
     return _with_backend(path, backend, lambda chosen: _read(path, chosen, sampling))
 
 
@@ -155,10 +152,7 @@ def sampled_timestamps(
         >>> sampled_timestamps("clip.mp4", num_frames=4)  # doctest: +SKIP
         array([ 1.25,  3.75,  6.25,  8.75])
     """
-    _validate(num_frames, fps, max_frames, backend, short_video)
-    path = Path(path)
-    _check_file(path)
-    sampling = _Sampling(num_frames, fps, max_frames, short_video)
+    path, sampling = _prepare(path, num_frames, fps, max_frames, backend, short_video)
 
     def times(chosen: str) -> np.ndarray:
         with open_source(path, chosen) as source:
@@ -167,6 +161,14 @@ def sampled_timestamps(
             return source.timestamps[sampling.indices(source.timestamps)]
 
     return _with_backend(path, backend, times)
+
+
+def _prepare(path, num_frames, fps, max_frames, backend, short_video) -> tuple[Path, _Sampling]:
+    """Validated arguments: the file, checked to exist and be non-empty, and the sampling rule."""
+    _validate(num_frames, fps, max_frames, backend, short_video)
+    path = Path(path)
+    _check_file(path)
+    return path, _Sampling(num_frames, fps, max_frames, short_video)
 
 
 def _with_backend(path: Path, backend: str, job: Callable[[str], _T]) -> _T:

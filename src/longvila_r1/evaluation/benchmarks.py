@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from longvila_r1.data.records import LoadReport, VideoQARecord, load_records_with_report
-from longvila_r1.evaluation.videomme import DEFAULT_VIDEO_PATTERN, load_videomme_with_report
+from longvila_r1.evaluation.videomme import DEFAULT_VIDEO_PATTERN, load_videomme
 
 BENCHMARKS = ("longvideo_reason", "videomme")
 
@@ -40,7 +40,7 @@ def load_benchmark(
     if benchmark == "longvideo_reason":
         return load_records_with_report(path, video_root, on_error=on_error)
     if benchmark == "videomme":
-        return load_videomme_with_report(path, video_root, video_pattern=video_pattern, on_error=on_error)
+        return load_videomme(path, video_root, video_pattern=video_pattern, on_error=on_error)
     raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
 
 

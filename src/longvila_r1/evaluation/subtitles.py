@@ -136,7 +136,7 @@ def add_subtitles(
         window_s: half-width in seconds of each frame's span, see :func:`subtitles_at`.
 
     Example:
-        >>> records = add_subtitles(load_videomme("test.parquet"), "subtitle", FrameSampling(64))  # doctest: +SKIP
+        >>> records = add_subtitles(load_videomme("q.parquet").records, "subtitle", FrameSampling(64))  # doctest: +SKIP
     """
     root = Path(subtitle_root)
     load, times = cache(load_srt), cache(_frame_times)

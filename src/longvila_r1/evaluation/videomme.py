@@ -14,15 +14,15 @@ the metrics report ``acc/duration/short|medium|long``. Every other field (``task
 ``sub_category``, ...) stays in ``extra`` for the results breakdown.
 
 Example:
-    >>> records = load_videomme("videomme/test.parquet", video_root="videomme/data")  # doctest: +SKIP
+    >>> records = load_videomme("videomme/test.parquet", video_root="videomme/data").records  # doctest: +SKIP
     >>> records[0].id, records[0].extra["duration_label"], records[0].extra["task_type"]  # doctest: +SKIP
     ('001-1', 'short', 'Counting Problem')
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,10 +32,8 @@ from longvila_r1.data.records import (
     LoadReport,
     RecordError,
     VideoQARecord,
-    _read_raw,
+    load_records_with_report,
 )
-
-log = logging.getLogger(__name__)
 
 VIDEOMME_DURATIONS = ("short", "medium", "long")
 DURATION_LABEL = "duration_label"  # the extra key batches read a record's duration group from
@@ -99,10 +97,8 @@ def load_videomme(
     video_pattern: str = DEFAULT_VIDEO_PATTERN,
     on_error: Literal["raise", "skip"] = "raise",
     check_videos: bool = False,
-) -> list[VideoQARecord]:
-    """Read VideoMME rows from ``.parquet``, ``.json`` or ``.jsonl`` as records.
-
-    Use :func:`load_videomme_with_report` to also get the errors of skipped rows.
+) -> LoadReport:
+    """Read VideoMME rows from ``.parquet``, ``.json`` or ``.jsonl`` as records, with the errors of skipped rows.
 
     Args:
         path: the question file (the official ``test-00000-of-00001.parquet``, or the same rows as JSON/JSONL).
@@ -112,40 +108,9 @@ def load_videomme(
         on_error: ``"raise"`` the first :class:`RecordError` (located by file and row), or ``"skip"`` bad rows
             (logged with the count).
         check_videos: also require each video file to exist.
+
+    Returns:
+        A :class:`~longvila_r1.data.records.LoadReport`: ``records`` and the ``skipped`` errors.
     """
-    report = load_videomme_with_report(
-        path, video_root, video_pattern=video_pattern, on_error=on_error, check_videos=check_videos
-    )
-    return report.records
-
-
-def load_videomme_with_report(
-    path: str | Path,
-    video_root: str | Path | None = None,
-    *,
-    video_pattern: str = DEFAULT_VIDEO_PATTERN,
-    on_error: Literal["raise", "skip"] = "raise",
-    check_videos: bool = False,
-) -> LoadReport:
-    """Like :func:`load_videomme`, returning a :class:`LoadReport` with ``records`` and ``skipped`` errors."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    path = Path(path)
-    root = Path(video_root) if video_root is not None else path.parent
-    report = LoadReport(path=path)
-    for raw, line, unit in _read_raw(path):
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            record = videomme_record(raw, root, video_pattern)
-            if check_videos and not record.resolve().is_file():
-                raise RecordError(f"video file not found: {record.resolve()}", field="videos")
-        except RecordError as err:
-            if on_error == "raise":
-                raise err.located(path, line, unit) from None
-            report.skipped.append(err.located(path, line, unit))
-            continue
-        report.records.append(record)
-    if report.skipped:
-        log.warning("%s: skipped %d malformed VideoMME row(s), first: %s", path, report.num_skipped, report.skipped[0])
-    return report
+    convert = partial(videomme_record, video_pattern=video_pattern)
+    return load_records_with_report(path, video_root, on_error=on_error, check_videos=check_videos, convert=convert)

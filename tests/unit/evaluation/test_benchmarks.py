@@ -15,7 +15,7 @@ from longvila_r1.data.video_writer import write_video
 from longvila_r1.evaluation import BenchmarkDataModule
 from longvila_r1.evaluation.benchmarks import load_benchmark, with_ids
 from longvila_r1.evaluation.subtitles import SUBTITLE_HEADER, SubtitleLine, add_subtitles, parse_srt, subtitles_at
-from longvila_r1.evaluation.videomme import load_videomme, load_videomme_with_report
+from longvila_r1.evaluation.videomme import load_videomme
 
 # 16 frames at 4 fps: num_frames=4 samples the centres of four 1 s segments, at 0.5, 1.5, 2.5 and 3.5 s.
 FRAMES, FPS = 16, 4.0
@@ -95,7 +95,7 @@ def test_subtitles_at_frame_times() -> None:
 
 @pytest.mark.parametrize("name", ["test.jsonl", "test.parquet"])
 def test_videomme_rows_become_records(videomme_dir: Path, name: str) -> None:
-    records = load_videomme(videomme_dir / name, video_root=videomme_dir / "data", check_videos=True)
+    records = load_videomme(videomme_dir / name, video_root=videomme_dir / "data", check_videos=True).records
     first = records[0]
     assert (first.id, first.answer, first.options, first.category) == (
         "001-1",
@@ -115,7 +115,7 @@ def test_videomme_errors_name_the_row(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in bad))
     with pytest.raises(RecordError, match=r"bad.jsonl line 1, field 'duration': expected one of"):
         load_videomme(path)
-    report = load_videomme_with_report(path, on_error="skip")
+    report = load_benchmark("videomme", path, on_error="skip")
     assert [r.id for r in report.records] == ["002-1"] and report.num_skipped == 2
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps(ROWS[0]) + "\n")
@@ -128,7 +128,7 @@ def test_load_benchmark_and_ids(tmp_path: Path) -> None:
         load_benchmark("mvbench", tmp_path / "x.jsonl")
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(dict(ROWS[0], question_id=None)) + "\n")
-    records = load_videomme(path)
+    records = load_videomme(path).records
     assert [r.id for r in with_ids(records, "q")] == ["001-1", "q-1"]
     with pytest.raises(ValueError, match="duplicate question id"):
         with_ids([records[0], records[0]], "q")
@@ -143,7 +143,7 @@ def test_sampled_timestamps_match_the_decoded_frames(videomme_dir: Path) -> None
 
 
 def test_add_subtitles_follows_the_sampled_frames(videomme_dir: Path) -> None:
-    records = load_videomme(videomme_dir / "test.jsonl", video_root=videomme_dir / "data")
+    records = load_videomme(videomme_dir / "test.jsonl", video_root=videomme_dir / "data").records
     out = add_subtitles(records, videomme_dir / "subtitle", FrameSampling(num_frames=4))
     assert out[0].problem == f"{SUBTITLE_HEADER}\nThe red cube enters.\nIt leaves.\nHow many cubes enter?"
     assert out[1] == records[1]  # no subtitle file: the question is unchanged
@@ -173,7 +173,7 @@ def test_benchmark_data_module_serves_videomme_with_subtitles(videomme_dir: Path
 
 
 def test_benchmark_data_module_names_every_longvideo_reason_question(videomme_dir: Path, tmp_path: Path) -> None:
-    records = with_ids(load_videomme(videomme_dir / "test.jsonl", video_root=videomme_dir / "data"), "x")
+    records = with_ids(load_videomme(videomme_dir / "test.jsonl", video_root=videomme_dir / "data").records, "x")
     unnamed = [VideoQARecord(r.problem, r.answer, str(r.video_path), category="temporal") for r in records]
     save_records(unnamed, tmp_path / "eval.jsonl")
     dm = BenchmarkDataModule(data_dir=str(tmp_path), num_frames=2, max_eval_samples=1)
