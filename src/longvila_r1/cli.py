@@ -8,6 +8,7 @@ Example:
     longvila-r1 fit --config configs/sft.yaml
     longvila-r1 validate --config configs/sft.yaml --ckpt_path outputs/sft/checkpoints/last.ckpt
     longvila-r1 export --ckpt outputs/sft/checkpoints/last.ckpt --output outputs/sft/hf
+    longvila-r1 sweep --model-path outputs/sft/hf --data-dir outputs/demo/data --frames 8 16 32 64
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def export_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def sweep_main(argv: Sequence[str]) -> int:
+    """``longvila-r1 sweep``: accuracy vs frames per video (markdown table + PNG plot)."""
+    from longvila_r1.evaluation.sweep import main as sweep
+
+    return sweep(list(argv))
+
+
 def lightning_main(argv: Sequence[str]) -> int:
     """``fit`` / ``validate`` / ``test`` through :class:`~longvila_r1.lightning_cli.LongVilaCLI`."""
     from longvila_r1.lightning_cli import run_lightning_cli
@@ -99,6 +107,7 @@ COMMANDS = {
     "test": lightning_main,
     "data": data_main,
     "export": export_main,
+    "sweep": sweep_main,
 }
 
 

@@ -42,3 +42,10 @@ def test_summary_of_a_missing_directory_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "summary", "--data-dir", str(tmp_path / "nothing")])
     assert "no split files" in capsys.readouterr().err
+
+
+def test_sweep_is_a_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    assert "--frames" in capsys.readouterr().out

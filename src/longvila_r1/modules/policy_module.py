@@ -92,11 +92,15 @@ class VideoPolicyModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @override
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, list[str]] | None:
         if batch["size"] == 0:
-            return
+            return None
         responses = self.generate_answers(batch)
-        self.val_metrics.update(responses, batch["answers"], batch["categories"], batch["options"])
+        self.val_metrics.update(
+            responses, batch["answers"], batch["categories"], batch["options"], durations=batch.get("durations")
+        )
+        # EvalResultsWriter reads the responses here (the `outputs` of on_validation_batch_end).
+        return {"responses": responses}
 
     @torch.no_grad()
     def generate_answers(self, batch: dict[str, Any]) -> list[str]:

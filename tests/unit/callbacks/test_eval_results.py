@@ -18,17 +18,6 @@ from longvila_r1.modules import CoTSFTModule
 CATEGORIES = ["temporal", "spatial", "temporal", "goal_purpose", "plot_narrative"]
 
 
-class ReturningModule(CoTSFTModule):
-    """``validation_step`` returning its responses: the hook EvalResultsWriter reads (proposed for the base)."""
-
-    def validation_step(self, batch, batch_idx):
-        if batch["size"] == 0:
-            return None
-        responses = self.generate_answers(batch)
-        self.val_metrics.update(responses, batch["answers"], batch["categories"], batch["options"], batch["durations"])
-        return {"responses": responses}
-
-
 class SilentModule(CoTSFTModule):
     def validation_step(self, batch, batch_idx):
         super().validation_step(batch, batch_idx)
@@ -57,7 +46,7 @@ def eval_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _validate(eval_dir: Path, output_dir: Path, module_class=ReturningModule, **trainer_kwargs) -> dict:
+def _validate(eval_dir: Path, output_dir: Path, module_class=CoTSFTModule, **trainer_kwargs) -> dict:
     trainer = pl.Trainer(
         accelerator="cpu",
         logger=False,
