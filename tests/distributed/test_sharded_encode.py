@@ -49,7 +49,8 @@ def _encode(policy: VideoLMPolicy, grids: list[list[int]], group, rows: slice) -
     _loss(emb, weights, rows).backward()
     vision = {k: v for k, v in grads(policy).items() if k.startswith("model.model.visual")}
     deepstack = [f.detach() for f in emb.deepstack] if emb.deepstack else []
-    return {"embeds": emb.embeds.detach(), "deepstack": deepstack, "grads": vision}
+    grads_set = all(p.grad is not None for p in policy.vision_parameters())
+    return {"embeds": emb.embeds.detach(), "deepstack": deepstack, "grads": vision, "grads_set": grads_set}
 
 
 def _worker(rank: int, world: int) -> dict:
@@ -105,3 +106,9 @@ def test_each_rank_encodes_only_its_frames():
     assert shards.local_grid(0).tolist() == [[4, 4, 6]]
     assert shards.local_grid(1).tolist() == [[1, 4, 6], [2, 4, 4]]
     assert shards.patch_range(1) == (96, 152) and shards.token_counts == [24, 14]
+
+
+def test_a_rank_without_frames_still_gives_every_vision_parameter_a_gradient(ranks):
+    # DDP expects a gradient for every parameter on every rank; the idle rank's are zeros.
+    idle = ranks[1]["fewer_groups_than_ranks"]["whole"]
+    assert idle["grads_set"] and all(g.abs().sum() == 0 for g in idle["grads"].values())

@@ -120,13 +120,15 @@ def sharded_encode_video(
     """
     if group is None or group_size(group) == 1:
         return policy.encode_video(pixel_values_videos, video_grid_thw, second_per_grid_ts)
+    if video_grid_thw.shape[0] == 0:
+        raise ValueError("sharded_encode_video needs at least one video (video_grid_thw is empty)")
     shards = FrameShards.plan(video_grid_thw, policy.merge_size, group_size(group))
     start, end = shards.patch_range(group_rank(group))
     if end > start:
         local = policy.encode_video(pixel_values_videos[start:end], shards.local_grid(group_rank(group)))
         embeds, deepstack = local.embeds, local.deepstack
     else:
-        embeds, deepstack = _empty_encoding(policy)
+        embeds, deepstack = _idle_encoding(policy, pixel_values_videos, video_grid_thw)
     sizes = shards.token_counts
     return VideoEmbeddings(
         embeds=gather_along_dim(embeds, 0, group, sizes),  # [N, D]
@@ -137,18 +139,14 @@ def sharded_encode_video(
     )
 
 
-def _empty_encoding(policy) -> tuple[Tensor, list[Tensor] | None]:
-    """Zero rows for a rank without groups (fewer groups than ranks).
+def _idle_encoding(policy, pixel_values_videos: Tensor, video_grid_thw: Tensor) -> tuple[Tensor, list[Tensor] | None]:
+    """No rows, for a rank without groups (fewer groups than ranks), still tied to the vision tower.
 
-    They require grad exactly when the other ranks' encodings do, so that this rank also joins the
-    collective of the backward pass (a rank that skipped it would leave the others waiting).
+    It encodes the batch's last temporal group and keeps none of the rows: every vision parameter gets a
+    (zero) gradient on this rank as on the others, which DDP expects, and the rank joins the collective of
+    the backward pass that the other ranks wait for.
     """
-    weight = next(policy.vision_parameters())
-    requires_grad = torch.is_grad_enabled() and weight.requires_grad
-    width = policy.config.text_config.hidden_size
-
-    def empty() -> Tensor:
-        return torch.zeros(0, width, dtype=weight.dtype, device=weight.device, requires_grad=requires_grad)
-
-    taps = getattr(policy.config.vision_config, "deepstack_visual_indexes", None)
-    return empty(), (None if taps is None else [empty() for _ in taps])
+    _, h, w = video_grid_thw[-1].tolist()
+    grid = video_grid_thw.new_tensor([[1, h, w]])
+    out = policy.encode_video(pixel_values_videos[-h * w :], grid)
+    return out.embeds[:0], None if out.deepstack is None else [f[:0] for f in out.deepstack]
