@@ -1,0 +1,95 @@
+"""MRSPStrategy: one optimizer step of a Trainer on 2 CPU processes (sp=2, dp=1) equals the step one process
+takes on the same sample. The sampler must give both ranks the same sample, the module's policy must get
+Ulysses attention, and DDP's averaging must turn the sp ranks' gradients into the single-process gradient.
+
+Tolerance (fp32): parameters after one SGD step (lr 0.1) atol 1e-6, rtol 1e-5 (measured: at most 2e-8 off).
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from test_sequence_parallel import CASES, _loss, make_batch
+from torch.utils.data import DataLoader
+
+from longvila_r1.models import VideoLMPolicy
+from longvila_r1.parallel import ULYSSES_ATTENTION, sequence_parallel_logprobs, sharded_encode_video
+from longvila_r1.strategies import MRSPStrategy, sequence_parallel_group
+
+CASE = CASES["gqa_left_padded"]
+LR = 0.1
+
+
+class _GRPOLikeModule(pl.LightningModule):
+    """The training step a module runs under MR-SP: sharded encoding, SP log-probs, the whole loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.policy = VideoLMPolicy.build("tiny", family=CASE["family"], seed=0)
+
+    def setup(self, stage: str) -> None:
+        torch.set_num_threads(1)  # two processes on two shared cores
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        group = sequence_parallel_group(self.trainer)
+        assert group is not None and self.policy.config.text_config._attn_implementation == ULYSSES_ATTENTION
+        emb = sharded_encode_video(self.policy, batch["pixel_values_videos"], batch["video_grid_thw"], group=group)
+        inputs = (batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"])
+        logprobs = sequence_parallel_logprobs(
+            self.policy, *inputs, emb, prompt_lengths=batch["prompt_lengths"], group=group
+        )  # [B, S-1], the same on both ranks
+        return _loss(logprobs, batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=LR)
+
+
+def _first(items: list) -> dict:
+    return items[0]
+
+
+def _samples(policy: VideoLMPolicy) -> list[dict]:
+    """Two different samples: a sampler that split them over the sp ranks would feed the group two inputs."""
+    other = dict(CASE, text=[5, 3])
+    return [make_batch(policy, CASE), make_batch(policy, other)]
+
+
+def _reference_step() -> dict[str, torch.Tensor]:
+    policy = VideoLMPolicy.build("tiny", family=CASE["family"], seed=0)
+    batch = _samples(policy)[0]
+    emb = policy.encode_video(batch["pixel_values_videos"], batch["video_grid_thw"])
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"])
+    _loss(policy.response_logprobs(*inputs, emb, prompt_lengths=batch["prompt_lengths"]), batch).backward()
+    return {name: (p - LR * p.grad).detach() for name, p in policy.named_parameters()}
+
+
+def test_one_step_equals_single_process(tmp_path):
+    module = _GRPOLikeModule()
+    loader = DataLoader(_samples(module.policy), batch_size=1, collate_fn=_first)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy=MRSPStrategy(sequence_parallel_size=2, start_method="spawn"),
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, loader)
+    expected = _reference_step()
+    for name, param in module.policy.named_parameters():
+        torch.testing.assert_close(param.detach(), expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_sequence_parallel_size_is_validated(value, error):
+    with pytest.raises(error, match="sequence_parallel_size"):
+        MRSPStrategy(sequence_parallel_size=value)
+
+
+def test_without_a_layout_there_is_no_group():
+    assert sequence_parallel_group(None) is None
+    assert MRSPStrategy(sequence_parallel_size=2).parallel_layout is None
