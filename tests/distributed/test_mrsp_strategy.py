@@ -14,7 +14,7 @@ from test_sequence_parallel import CASES, _loss, make_batch
 from torch.utils.data import DataLoader
 
 from longvila_r1.models import VideoLMPolicy
-from longvila_r1.parallel import ULYSSES_ATTENTION, sequence_parallel_logprobs, sharded_encode_video
+from longvila_r1.parallel import sequence_parallel_logprobs, sharded_encode_video, uses_ulysses_attention
 from longvila_r1.strategies import MRSPStrategy, sequence_parallel_group
 
 CASE = CASES["gqa_left_padded"]
@@ -33,7 +33,7 @@ class _GRPOLikeModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         group = sequence_parallel_group(self.trainer)
-        assert group is not None and self.policy.config.text_config._attn_implementation == ULYSSES_ATTENTION
+        assert group is not None and uses_ulysses_attention(self.policy.model)
         emb = sharded_encode_video(self.policy, batch["pixel_values_videos"], batch["video_grid_thw"], group=group)
         inputs = (batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"])
         logprobs = sequence_parallel_logprobs(

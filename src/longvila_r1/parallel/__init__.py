@@ -14,6 +14,7 @@ from longvila_r1.parallel.ulysses import (
     ulysses_attention_forward,
     ulysses_context,
     use_ulysses_attention,
+    uses_ulysses_attention,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "ulysses_attention_forward",
     "ulysses_context",
     "use_ulysses_attention",
+    "uses_ulysses_attention",
 ]

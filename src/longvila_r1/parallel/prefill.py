@@ -29,7 +29,7 @@ from longvila_r1.models.embeddings import VideoEmbeddings, check_qwen3_frame_gro
 from longvila_r1.models.logprobs import score_mask, token_logprobs
 from longvila_r1.parallel.collectives import group_size
 from longvila_r1.parallel.sequence import SequenceShard, key_padding_mask
-from longvila_r1.parallel.ulysses import ULYSSES_ATTENTION, ulysses_context
+from longvila_r1.parallel.ulysses import ulysses_context, uses_ulysses_attention
 
 
 def prefill_inputs(
@@ -92,7 +92,7 @@ def sequence_parallel_hidden_states(
 ) -> tuple[Tensor, SequenceShard]:
     """Final-norm hidden states of this rank's slice of the sequence, and the slice. ``[B, S_local, D]``"""
     parallel = group_size(group) > 1
-    if parallel and policy.config.text_config._attn_implementation != ULYSSES_ATTENTION:
+    if parallel and not uses_ulysses_attention(policy.model):
         raise RuntimeError("sequence parallelism needs Ulysses attention: call use_ulysses_attention(policy.model)")
     embeds, positions = prefill_inputs(policy, input_ids, attention_mask, mm_token_type_ids, video_embeddings)
     shard = SequenceShard.for_group(input_ids.shape[1], group)

@@ -26,6 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributed import ProcessGroup
 from torch.nn import functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
 
 from longvila_r1.parallel.collectives import all_to_all, group_size
 
@@ -118,8 +121,6 @@ def ulysses_attention_forward(
     Returns:
         ``(output, None)`` with output ``[B, S_local, H, D]``, as transformers expects.
     """
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-
     state = _STATE.get()
     if state is None:
         return sdpa_attention_forward(
@@ -155,12 +156,14 @@ def _check_supported(module: nn.Module, query: Tensor, kwargs: dict, world: int)
 
 def register_ulysses_attention() -> None:
     """Register :data:`ULYSSES_ATTENTION` with transformers (its mask function is SDPA's). Idempotent."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
-
     AttentionInterface.register(ULYSSES_ATTENTION, ulysses_attention_forward)
     if ULYSSES_ATTENTION not in ALL_MASK_ATTENTION_FUNCTIONS:
         AttentionMaskInterface.register(ULYSSES_ATTENTION, sdpa_mask)
+
+
+def uses_ulysses_attention(model: nn.Module) -> bool:
+    """Whether the language model of a Qwen-VL ``model`` dispatches to :data:`ULYSSES_ATTENTION`."""
+    return model.config.text_config._attn_implementation == ULYSSES_ATTENTION
 
 
 def use_ulysses_attention(model: nn.Module) -> None:
@@ -170,10 +173,9 @@ def use_ulysses_attention(model: nn.Module) -> None:
     ``"sdpa"`` (or already Ulysses): SDPA is what runs outside the sequence-parallel context. With activation
     checkpointing on, it is re-enabled with :func:`checkpoint_contexts` (enable checkpointing first).
     """
-    text_config = model.config.text_config
-    current = text_config._attn_implementation
-    if current == ULYSSES_ATTENTION:
+    if uses_ulysses_attention(model):
         return
+    current = model.config.text_config._attn_implementation
     if current != "sdpa":
         raise ValueError(
             f"sequence parallelism needs attn_implementation='sdpa' for the language model, got {current!r}"
