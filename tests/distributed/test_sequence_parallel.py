@@ -15,11 +15,12 @@ import pytest
 import torch
 from _spawn import grads, run_ranks
 
+from longvila_r1.data.qwen_vl_prompt import mm_token_type_ids, video_placeholder_ids
 from longvila_r1.models import VideoLMPolicy, special_token_ids
 from longvila_r1.parallel import SequenceShard, sequence_parallel_logprobs, sharded_encode_video, use_ulysses_attention
 
 IDS = special_token_ids()
-IM_START, VISION_START, VISION_END, VIDEO = 1, IDS["vision_start_token_id"], IDS["vision_end_token_id"], 7
+IM_START, VISION_START, VISION_END = 1, IDS["vision_start_token_id"], IDS["vision_end_token_id"]
 FIRST_TEXT_ID = 12
 # family, preset overrides, grids (t, h, w), per-row prompt text lengths and response lengths, checkpointing.
 CASES = {
@@ -52,16 +53,13 @@ def _build(case: dict) -> VideoLMPolicy:
     return policy.train()
 
 
-def _video_ids(policy: VideoLMPolicy, grid: list[int]) -> tuple[list[int], list[int]]:
-    t, h, w = grid
-    per_frame = h * w // policy.merge_size**2
+def _video_ids(policy: VideoLMPolicy, grid: list[int]) -> list[int]:
+    """The placeholder ids of one video in the family's layout (Qwen3-VL: a timestamped run per group)."""
     if policy.family != "qwen3_vl":
-        return [VISION_START, *[VIDEO] * (t * per_frame), VISION_END], [0, *[2] * (t * per_frame), 0]
-    ids, types = [], []
-    for frame in range(t):  # Qwen3-VL: `<t seconds><|vision_start|>pads<|vision_end|>` per temporal patch
-        ids += [FIRST_TEXT_ID + frame, VISION_START, *[VIDEO] * per_frame, VISION_END]
-        types += [0, 0, *[2] * per_frame, 0]
-    return ids, types
+        return [VISION_START, *video_placeholder_ids(policy.tokenizer, grid, policy.merge_size), VISION_END]
+    return video_placeholder_ids(
+        policy.tokenizer, grid, policy.merge_size, timestamps=[2.0 * i for i in range(grid[0])]
+    )
 
 
 def make_batch(policy: VideoLMPolicy, case: dict) -> dict:
@@ -70,28 +68,27 @@ def make_batch(policy: VideoLMPolicy, case: dict) -> dict:
     vocab = len(policy.tokenizer)
     prompts = []
     for grid, text_len in zip(case["grids"], case["text"], strict=True):
-        ids, types = _video_ids(policy, grid)
         text = torch.randint(FIRST_TEXT_ID, vocab, (text_len,), generator=gen).tolist()
-        prompts.append(([IM_START, *ids, *text], [0, *types, *[0] * text_len]))
-    prompt_len, resp_len = max(len(ids) for ids, _ in prompts), max(case["resp"])
-    input_ids, mask, types = [], [], []
-    for (ids, kinds), n in zip(prompts, case["resp"], strict=True):
+        prompts.append([IM_START, *_video_ids(policy, grid), *text])
+    prompt_len, resp_len = max(len(ids) for ids in prompts), max(case["resp"])
+    input_ids, mask = [], []
+    for ids, n in zip(prompts, case["resp"], strict=True):
         pad, tail = prompt_len - len(ids), resp_len - n
         response = torch.randint(FIRST_TEXT_ID, vocab, (n,), generator=gen).tolist()
         input_ids.append([0] * pad + ids + response + [0] * tail)
         mask.append([0] * pad + [1] * (len(ids) + n) + [0] * tail)
-        types.append([0] * pad + kinds + [0] * (n + tail))
+    input_ids = torch.tensor(input_ids)
     grid_thw = torch.tensor(case["grids"])
     patch_dim = 3 * policy.temporal_patch_size * policy.patch_size**2
     length = prompt_len + resp_len
     return {
-        "input_ids": torch.tensor(input_ids),
+        "input_ids": input_ids,
         "attention_mask": torch.tensor(mask),
-        "mm_token_type_ids": torch.tensor(types),
+        "mm_token_type_ids": mm_token_type_ids(policy.tokenizer, input_ids),
         "prompt_lengths": prompt_len,
         "pixel_values_videos": torch.randn(int(grid_thw.prod(-1).sum()), patch_dim, generator=gen),
         "video_grid_thw": grid_thw,
-        "weights": torch.randn(len(input_ids), length - 1, generator=gen),  # per-token advantages
+        "weights": torch.randn(input_ids.shape[0], length - 1, generator=gen),  # per-token advantages
     }
 
 
