@@ -6,6 +6,6 @@ Example:
 
 from longvila_r1.modules.grpo import GRPOModule
 from longvila_r1.modules.policy_module import VideoPolicyModule
-from longvila_r1.modules.sft import CoTSFTModule, masked_token_cross_entropy
+from longvila_r1.modules.sft import CoTSFTModule, response_nll
 
-__all__ = ["CoTSFTModule", "GRPOModule", "VideoPolicyModule", "masked_token_cross_entropy"]
+__all__ = ["CoTSFTModule", "GRPOModule", "VideoPolicyModule", "response_nll"]

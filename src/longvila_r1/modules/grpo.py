@@ -30,6 +30,7 @@ from longvila_r1.models.generation import GenerationOutput
 from longvila_r1.models.logprobs import score_mask
 from longvila_r1.modules.grpo_batch import RolloutBatch, group_rows, merge_rollouts, reward_inputs, split_groups
 from longvila_r1.modules.policy_module import VideoPolicyModule
+from longvila_r1.parallel import use_ulysses_attention
 from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardSet
 from longvila_r1.rollout import (
     RolloutEngine,
@@ -143,6 +144,8 @@ class GRPOModule(VideoPolicyModule):
             self.rollout_engine.setup(self.policy)
         if self.embedding_cache is None:
             self.embedding_cache = VideoEmbeddingCache()
+        if self.sp_group is not None:  # the frozen reference runs its prefill sequence-parallel too
+            use_ulysses_attention(self._reference[0].model)
         # Identifies the vision weights in cache keys, so a disk cache from other weights is never reused.
         self._vision_fingerprint = vision_fingerprint(self.policy)
 
@@ -197,7 +200,9 @@ class GRPOModule(VideoPolicyModule):
             return VideoEmbeddings.concat(found).to(self.device)
 
     def rollout(self, batch: dict[str, Any], embeddings: VideoEmbeddings) -> RolloutBatch:
-        params = dataclasses.replace(self.sampling, seed=self.hparams.rollout_seed + self.global_step)
+        # All ranks of an sp group must sample the same responses; data-parallel ranks sample independently.
+        seed = self.hparams.rollout_seed + self.global_step + 1_000_003 * self.dp_rank
+        params = dataclasses.replace(self.sampling, seed=seed)
         out: GenerationOutput = self.rollout_engine.generate(
             batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], embeddings, params
         )
@@ -242,10 +247,10 @@ class GRPOModule(VideoPolicyModule):
         """Old-policy and reference log-probs of the sampled tokens, ``[B*G, S-1]`` each."""
         out = rollout.output
         inputs = (out.sequences, out.attention_mask, out.mm_token_type_ids)
-        old = self.policy.response_logprobs(*inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
+        old = self.response_logprobs(self.policy, *inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
         reference = self._reference[0]
         with _on_device(reference, self.device, offload=self.hparams.reference_on_cpu):
-            ref = reference.response_logprobs(*inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
+            ref = self.response_logprobs(reference, *inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
         return old, ref
 
     def update(self, rollout: RolloutBatch, advantages, old_logp, ref_logp) -> None:
@@ -272,7 +277,8 @@ class GRPOModule(VideoPolicyModule):
 
     def optimizer_step_on(self, out, rows, embeddings, advantages, old_logp, ref_logp, mask) -> None:
         hp = self.hparams
-        logp, entropy = self.policy.response_logprobs(
+        logp, entropy = self.response_logprobs(
+            self.policy,
             out.sequences[rows],
             out.attention_mask[rows],
             out.mm_token_type_ids[rows],

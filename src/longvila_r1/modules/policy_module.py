@@ -13,7 +13,9 @@ from typing_extensions import override
 
 from longvila_r1.data.processing import processor_config_for, save_processor_config
 from longvila_r1.evaluation.metrics import VideoQAMetrics
-from longvila_r1.models import VideoLMPolicy
+from longvila_r1.models import VideoEmbeddings, VideoLMPolicy
+from longvila_r1.parallel import group_rank, sequence_parallel_logprobs, sharded_encode_video
+from longvila_r1.strategies.mrsp import sequence_parallel_group
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "longvila_r1"
@@ -76,10 +78,26 @@ class VideoPolicyModule(pl.LightningModule):
     def tokenizer(self):
         return self.policy.tokenizer
 
-    def encode_batch_videos(self, batch: dict[str, Any]):
-        """Video embeddings of a collated batch (the vision tower runs here)."""
+    @property
+    def sp_group(self):
+        """The sequence-parallel process group of the MR-SP strategy; ``None`` when running unsharded."""
+        return sequence_parallel_group(self._trainer)
+
+    @property
+    def dp_rank(self) -> int:
+        """This process's rank on the data-parallel axis (all ranks of an sp group share it)."""
+        layout = getattr(self._trainer.strategy, "parallel_layout", None) if self._trainer is not None else None
+        return layout.dp_rank if layout is not None else self.global_rank
+
+    def encode_batch_videos(self, batch: dict[str, Any]) -> VideoEmbeddings:
+        """Video embeddings of a collated batch (the vision tower runs here, frame-sharded under MR-SP)."""
         seconds = batch["second_per_grid_ts"] if self.policy.family == "qwen2_5_vl" else None
-        return self.policy.encode_video(batch["pixel_values_videos"], batch["video_grid_thw"], seconds)
+        pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]
+        return sharded_encode_video(self.policy, pixels, grid, seconds, group=self.sp_group)
+
+    def response_logprobs(self, policy: VideoLMPolicy, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``policy.response_logprobs`` run sequence-parallel under MR-SP (identical result, sharded activations)."""
+        return sequence_parallel_logprobs(policy, *args, group=self.sp_group, **kwargs)
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
@@ -96,6 +114,8 @@ class VideoPolicyModule(pl.LightningModule):
         if batch["size"] == 0:
             return None
         responses = self.generate_answers(batch)
+        if group_rank(self.sp_group) != 0:  # all ranks of an sp group answer the same samples: count them once
+            return {"responses": responses}
         self.val_metrics.update(
             responses, batch["answers"], batch["categories"], batch["options"], durations=batch.get("durations")
         )

@@ -12,26 +12,25 @@ from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
 from longvila_r1.modules.policy_module import VideoPolicyModule
 
 
-def masked_token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean next-token cross-entropy over the labelled tokens of the whole batch, and their count.
+def response_nll(logprobs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean negative log-likelihood of the labelled tokens of the whole batch, and their count.
 
     Every labelled token weighs the same whatever the length of its sample (per-token average over the
     batch); positions labelled ``IGNORE_INDEX`` (system, prompt, video and padding) contribute nothing.
 
     Args:
-        logits: ``[B, S, V]`` next-token logits.
-        labels: ``[B, S]`` target ids aligned with the inputs (shifted inside).
+        logprobs: ``[B, S-1]`` log-prob of each next token (entry ``t`` scores token ``t+1``), zero where not
+            scored, as ``VideoLMPolicy.response_logprobs`` returns them.
+        labels: ``[B, S]`` target ids aligned with the inputs, ``IGNORE_INDEX`` where nothing is learned.
 
     Example:
-        >>> logits = torch.zeros(1, 3, 5); labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
-        >>> loss, n = masked_token_cross_entropy(logits, labels); round(loss.item(), 4), int(n)
-        (1.6094, 2)
+        >>> labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
+        >>> loss, n = response_nll(torch.tensor([[-1.0, -3.0]]), labels); loss.item(), int(n)
+        (2.0, 2)
     """
-    shift_logits = logits[:, :-1].flatten(0, 1).float()  # [B*(S-1), V]
-    shift_labels = labels[:, 1:].flatten()  # [B*(S-1)]
-    count = (shift_labels != IGNORE_INDEX).sum()
-    loss_sum = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss_sum / count.clamp(min=1), count
+    scored = labels[:, 1:] != IGNORE_INDEX  # [B, S-1]
+    count = scored.sum()
+    return -(logprobs * scored).sum() / count.clamp(min=1), count
 
 
 class CoTSFTModule(VideoPolicyModule):
@@ -67,10 +66,17 @@ class CoTSFTModule(VideoPolicyModule):
         if batch["size"] == 0:  # every sample of the batch was skipped (on_error=skip)
             return None
         embeddings = self.encode_batch_videos(batch)  # the vision tower runs once per video, with gradients
-        logits = self.policy(
-            batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], video_embeddings=embeddings
-        )  # [B, S, V]
-        loss, response_tokens = masked_token_cross_entropy(logits, batch["labels"])
+        labels = batch["labels"]
+        # Only the labelled tokens reach the LM head (no [B, S, V] logits); sequence-parallel under MR-SP.
+        logprobs = self.response_logprobs(
+            self.policy,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["mm_token_type_ids"],
+            embeddings,
+            response_mask=labels != IGNORE_INDEX,
+        )  # [B, S-1]
+        loss, response_tokens = response_nll(logprobs, labels)
         size = batch["size"]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/response_tokens", response_tokens.float(), batch_size=size)

@@ -9,7 +9,7 @@ import torch
 from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
 from longvila_r1.models import VideoLMPolicy
-from longvila_r1.modules import CoTSFTModule, masked_token_cross_entropy
+from longvila_r1.modules import CoTSFTModule, response_nll
 from longvila_r1.modules.export import export_checkpoint
 
 
@@ -39,15 +39,13 @@ def _data(synth_dir, **kwargs) -> LongVideoReasonDataModule:
     return LongVideoReasonDataModule(data_dir=str(synth_dir), num_frames=8, batch_size=4, eval_batch_size=4, **kwargs)
 
 
-def test_cross_entropy_is_a_per_token_mean_over_labelled_tokens():
-    logits = torch.randn(2, 5, 11)
+def test_loss_is_a_per_token_mean_over_labelled_tokens():
+    logprobs = -torch.rand(2, 4)  # [B, S-1]
     labels = torch.full((2, 5), IGNORE_INDEX)
     labels[0, 2:] = torch.tensor([1, 2, 3])
     labels[1, 4] = 4
-    loss, count = masked_token_cross_entropy(logits, labels)
-    manual = torch.stack(
-        [torch.log_softmax(logits[b, t - 1], -1)[labels[b, t]] for b, t in [(0, 2), (0, 3), (0, 4), (1, 4)]]
-    )
+    loss, count = response_nll(logprobs, labels)
+    manual = torch.stack([logprobs[0, 1], logprobs[0, 2], logprobs[0, 3], logprobs[1, 3]])
     assert int(count) == 4
     torch.testing.assert_close(loss, -manual.mean())
 
@@ -57,19 +55,21 @@ def test_no_prompt_or_video_token_contributes_to_the_loss(synth_dir):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     module = _module()
-    embeddings = module.encode_batch_videos(batch)
-    logits = module.policy(batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], embeddings)
-    logits.retain_grad()
-    loss, _ = masked_token_cross_entropy(logits, batch["labels"])
-    loss.backward()
-    # Gradient reaches the logits only at positions that predict a labelled (response) token.
-    predicts_label = torch.zeros_like(batch["labels"], dtype=torch.bool)
-    predicts_label[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
-    grad_norm = logits.grad.abs().sum(-1)  # [B, S]
-    assert (grad_norm[~predicts_label] == 0).all()
-    assert (grad_norm[predicts_label] > 0).all()
-    video_or_prompt = torch.arange(batch["labels"].shape[1])[None] < batch["prompt_lengths"][:, None] - 1
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"])
+    labels = batch["labels"]
+    logprobs = module.response_logprobs(
+        module.policy, *inputs, module.encode_batch_videos(batch), response_mask=labels != IGNORE_INDEX
+    )
+    predicts_label = labels[:, 1:] != IGNORE_INDEX  # [B, S-1]
+    # Nothing is scored where the next token is prompt, video or padding ...
+    assert (logprobs[~predicts_label] == 0).all() and (logprobs[predicts_label] < 0).all()
+    video_or_prompt = torch.arange(labels.shape[1] - 1)[None] < batch["prompt_lengths"][:, None] - 1
     assert not (predicts_label & video_or_prompt).any()
+    # ... and the loss is exactly the cross-entropy of the full logits on the labelled tokens.
+    loss, _ = response_nll(logprobs, labels)
+    logits = module.policy(*inputs, module.encode_batch_videos(batch))  # [B, S, V]
+    reference = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-5)
 
 
 def _parameters(module: CoTSFTModule) -> dict[str, torch.Tensor]:
