@@ -76,7 +76,12 @@ TINY = TinyPreset()
 SMALL = TinyPreset(
     text_layers=4, text_hidden=256, text_heads=8, text_kv_heads=4, text_intermediate=704, vision_hidden=128
 )
-PRESETS: dict[str, TinyPreset] = {"tiny": TINY, "small": SMALL}
+# The CPU demo's model: the tiny sizes, with frames normalised around the dark synthetic background rather than
+# with CLIP statistics (see `longvila_r1.data.processing.PRESET_PIXEL_STATS`). With CLIP statistics every patch of
+# the background becomes the same large vector, the random-init vision tower gives nearly identical video tokens,
+# and the language model learns to ignore them.
+DEMO = TINY
+PRESETS: dict[str, TinyPreset] = {"tiny": TINY, "small": SMALL, "demo": DEMO}
 
 
 def special_token_ids() -> dict[str, int]:
@@ -119,7 +124,7 @@ def tiny_config(
     Args:
         family: one of ``"qwen2_5_vl"``, ``"qwen2_vl"``, ``"qwen3_vl"``.
         vocab_size: embedding rows; defaults to ``len(load_tiny_tokenizer())``.
-        preset: a preset name (``"tiny"``, ``"small"``) or a :class:`TinyPreset`.
+        preset: a preset name (``"tiny"``, ``"small"``, ``"demo"``) or a :class:`TinyPreset`.
         **overrides: :class:`TinyPreset` fields to replace, e.g. ``text_layers=4``.
 
     Example:
