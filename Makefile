@@ -23,7 +23,7 @@ setup: $(STAMP)
 
 # synth -> summary -> CoT-SFT -> validate on the tiny default (configs/sft.yaml + configs/demo.yaml).
 demo: setup
-	$(BIN)/longvila-r1 data synth --output-dir $(DEMO_DIR)/data --num-videos 200 --frames 128 --seed 0
+	$(BIN)/longvila-r1 data synth --output-dir $(DEMO_DIR)/data --num-videos 1000 --frames 128 --seed 0
 	$(BIN)/longvila-r1 data summary --data-dir $(DEMO_DIR)/data
 	$(BIN)/longvila-r1 fit --config configs/sft.yaml --config configs/demo.yaml
 	$(BIN)/longvila-r1 validate --config configs/sft.yaml --config configs/demo.yaml \
