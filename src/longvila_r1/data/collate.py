@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
 from longvila_r1.data.dataset import SkippedSample, VideoSample
 from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
@@ -85,6 +86,32 @@ class VideoBatchCollator:
         return batch
 
 
+def select_video_patches(
+    pixel_values_videos: Tensor, video_grid_thw: Tensor, positions: Sequence[int]
+) -> tuple[Tensor, Tensor]:
+    """The patches and grids of the videos at ``positions`` of a batch (to encode only the cache misses).
+
+    Args:
+        pixel_values_videos: every video's patches, one video after another. ``[sum_v t*h*w, C*T_p*P*P]``
+        video_grid_thw: patch grid of each video. ``[V, 3]``
+        positions: which videos to keep, in the order wanted.
+
+    Returns:
+        ``(pixel_values_videos [sum_selected t*h*w, C*T_p*P*P], video_grid_thw [len(positions), 3])``.
+    """
+    patches = video_grid_thw.prod(-1).tolist()  # V ints
+    if sum(patches) != pixel_values_videos.shape[0]:
+        raise ValueError(
+            f"video_grid_thw implies {sum(patches)} patches, pixel_values_videos has "
+            f"{pixel_values_videos.shape[0]} rows"
+        )
+    chunks = pixel_values_videos.split(patches)
+    index = torch.as_tensor(list(positions), dtype=torch.long, device=video_grid_thw.device)
+    selected = [chunks[i] for i in positions]
+    pixels = torch.cat(selected) if selected else pixel_values_videos[:0]
+    return pixels, video_grid_thw.index_select(0, index)
+
+
 def select_videos(batch: dict[str, Any], positions: Sequence[int]) -> dict[str, Any]:
     """The video inputs of the samples at ``positions`` of a collated batch (one video per sample).
 
@@ -94,12 +121,10 @@ def select_videos(batch: dict[str, Any], positions: Sequence[int]) -> dict[str, 
     Example:
         >>> sub = select_videos(batch, [2, 0])  # doctest: +SKIP
     """
-    grids = batch["video_grid_thw"]  # [B, 3]
-    patches = grids.prod(dim=1).tolist()  # patches per video
-    starts = [0, *torch.tensor(patches).cumsum(0).tolist()]
-    pixels = batch["pixel_values_videos"]
+    positions = list(positions)
+    pixels, grids = select_video_patches(batch["pixel_values_videos"], batch["video_grid_thw"], positions)
     return {
-        "pixel_values_videos": torch.cat([pixels[starts[p] : starts[p + 1]] for p in positions]),
-        "video_grid_thw": grids[list(positions)],
-        "second_per_grid_ts": batch["second_per_grid_ts"][list(positions)],
+        "pixel_values_videos": pixels,
+        "video_grid_thw": grids,
+        "second_per_grid_ts": batch["second_per_grid_ts"][positions],
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch.utils.data import DistributedSampler
 
 
@@ -72,10 +71,3 @@ class ResumableSampler(DistributedSampler):
         self.set_epoch(int(state["epoch"]))
         self._skip_epoch = self.epoch
         self._skip = int(state["consumed"]) % max(self.num_samples, 1)
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """A CPU generator with ``seed``, for DataLoader worker seeding that does not depend on global state."""
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator

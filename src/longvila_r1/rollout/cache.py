@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from longvila_r1.data.collate import select_video_patches  # noqa: F401 -- re-exported for encoding cache misses
 from longvila_r1.models.embeddings import VideoEmbeddings
 from longvila_r1.rollout.cache_key import CacheKey
 from longvila_r1.rollout.disk_store import CorruptEntryError, EmbeddingDiskStore
@@ -224,29 +225,3 @@ def cpu_copy(embeddings: VideoEmbeddings) -> VideoEmbeddings:
         deepstack=None if embeddings.deepstack is None else [copy(f) for f in embeddings.deepstack],
         second_per_grid_ts=None if embeddings.second_per_grid_ts is None else copy(embeddings.second_per_grid_ts),
     )
-
-
-def select_video_patches(
-    pixel_values_videos: Tensor, video_grid_thw: Tensor, positions: Sequence[int]
-) -> tuple[Tensor, Tensor]:
-    """The patches and grids of the videos at ``positions`` of a batch (to encode only the cache misses).
-
-    Args:
-        pixel_values_videos: every video's patches, one video after another. ``[sum_v t*h*w, C*T_p*P*P]``
-        video_grid_thw: patch grid of each video. ``[V, 3]``
-        positions: which videos to keep, in the order wanted.
-
-    Returns:
-        ``(pixel_values_videos [sum_selected t*h*w, C*T_p*P*P], video_grid_thw [len(positions), 3])``.
-    """
-    patches = video_grid_thw.prod(-1).tolist()  # V ints
-    if sum(patches) != pixel_values_videos.shape[0]:
-        raise ValueError(
-            f"video_grid_thw implies {sum(patches)} patches, pixel_values_videos has "
-            f"{pixel_values_videos.shape[0]} rows"
-        )
-    chunks = pixel_values_videos.split(patches)
-    index = torch.as_tensor(list(positions), dtype=torch.long, device=video_grid_thw.device)
-    selected = [chunks[i] for i in positions]
-    pixels = torch.cat(selected) if selected else pixel_values_videos[:0]
-    return pixels, video_grid_thw.index_select(0, index)
