@@ -130,6 +130,12 @@ def test_records_fields_and_values(tiny_set):
                 f"So the answer is {record['answer']}.</think><answer>{record['answer']}</answer>"
             )
             assert re.search(r"\b\d+:\d\d\b", record["reasoning"])
+            # The option check marks exactly the correct option, quoted verbatim before it.
+            correct = record["options"]["ABCD".index(record["answer"])]
+            assert f'That matches the option "{correct}".' in record["reasoning"]
+            checks = re.findall(r"([A-D])\. ([^:]+): (yes|no)\.", record["reasoning"])
+            assert [(letter, text) for letter, text, _ in checks] == list(zip("ABCD", record["options"], strict=True))
+            assert [letter for letter, _, mark in checks if mark == "yes"] == [record["answer"]]
             assert all(0 <= start < end <= 4.0 for start, end in record["evidence"]) and record["evidence"]
             # A video belongs to one split only.
             assert seen_videos.setdefault(record["videos"], split) == split

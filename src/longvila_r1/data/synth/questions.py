@@ -78,7 +78,7 @@ def to_record(scene: Scene, draft: Draft, letter: int, rng: np.random.Generator)
         "problem": draft.problem,
         "options": options,
         "answer": LETTERS[letter],
-        "reasoning": reasoning_text(draft, LETTERS[letter]),
+        "reasoning": reasoning_text(draft, options, letter),
         "category": draft.category,
         "difficulty": scene.difficulty,
         "template": draft.template,
@@ -86,10 +86,20 @@ def to_record(scene: Scene, draft: Draft, letter: int, rng: np.random.Generator)
     }
 
 
-def reasoning_text(draft: Draft, letter: str) -> str:
-    """The CoT-SFT target: ``<think>Checking the video, at 0:02 ... So the answer is B.</think><answer>B</answer>``."""
+def reasoning_text(draft: Draft, options: Sequence[str], letter: int) -> str:
+    """The CoT-SFT target: what the video shows, the matching option, a check of every option, then the letter.
+
+    ``<think>Checking the video, at 0:02 ... The red square appeared first. That matches the option "red square".
+    A. blue circle: no. B. red square: yes. ... So the answer is B.</think><answer>B</answer>``
+
+    The option check is there for small models: mapping an answer text back to its letter is a lookup that a
+    tiny random-init model learns only late and by chance, whereas copying each option line and marking the one
+    equal to the quoted answer is plain copying; the letter then follows the single ``yes``.
+    """
     body = " ".join(draft.steps)
+    checks = " ".join(f"{LETTERS[k]}. {option}: {'yes' if k == letter else 'no'}." for k, option in enumerate(options))
     return (
         f"<think>Checking the video, {body[:1].lower()}{body[1:]} {draft.conclusion}. "
-        f"So the answer is {letter}.</think><answer>{letter}</answer>"
+        f'That matches the option "{draft.answer}". {checks} '
+        f"So the answer is {LETTERS[letter]}.</think><answer>{LETTERS[letter]}</answer>"
     )
