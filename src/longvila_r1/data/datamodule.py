@@ -41,6 +41,8 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         on_error: ``"raise"`` or ``"skip"`` bad records and videos.
         max_length: maximum tokens of one sample; longer ones are errors (raise or skip).
         max_eval_samples: evaluate on the first N eval records only (``None``: all).
+        video_cache_bytes: per-worker memory for preprocessed videos, so each video is decoded once rather than
+            once per question and epoch (``0``: no cache). About 0.6 MB per 16-frame 56x56 video.
         seed: shuffling seed.
 
     Example:
@@ -73,6 +75,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         on_error: Literal["raise", "skip"] = "raise",
         max_length: int | None = None,
         max_eval_samples: int | None = None,
+        video_cache_bytes: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -85,6 +88,8 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if video_cache_bytes < 0:
+            raise ValueError(f"video_cache_bytes must be >= 0 (0 disables the cache), got {video_cache_bytes}")
         self.save_hyperparameters()
         self.frames = FrameSampling(num_frames=num_frames, fps=fps, max_frames=max_frames, backend=video_backend)
         self.skipped: dict[str, int] = {"records": 0, "samples": 0}
@@ -108,6 +113,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
             "processor": processor,
             "on_error": self.hparams.on_error,
             "max_length": self.hparams.max_length,
+            "video_cache_bytes": self.hparams.video_cache_bytes,
         }
         if stage == "fit" and self.train_set is None:
             self.train_set = LongVideoReasonDataset(

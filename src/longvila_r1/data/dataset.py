@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from longvila_r1.data.clip_cache import PreprocessedClip, PreprocessedClipCache
 from longvila_r1.data.qwen_vl import VideoProcessorConfig, group_timestamps, num_video_tokens, preprocess_video
 from longvila_r1.data.qwen_vl_prompt import DEFAULT_SYSTEM_PROMPT, build_prompt
 from longvila_r1.data.records import VideoQARecord
@@ -90,6 +91,8 @@ class LongVideoReasonDataset(Dataset):
         on_error: ``"raise"`` a :class:`SampleError` or ``"skip"`` the sample (returns :class:`SkippedSample`).
         max_length: maximum tokens of one sample (prompt + response); longer samples are errors.
         system_prompt: the system turn of every prompt.
+        video_cache_bytes: keep up to this many bytes of preprocessed videos in memory (per worker process), so
+            a video asked about several times, or seen again next epoch, is decoded once; ``0`` disables it.
 
     Example:
         >>> ds = LongVideoReasonDataset(load_records("data/train.jsonl"), load_tiny_tokenizer())  # doctest: +SKIP
@@ -107,6 +110,7 @@ class LongVideoReasonDataset(Dataset):
         on_error: Literal["raise", "skip"] = "raise",
         max_length: int | None = None,
         system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        video_cache_bytes: int = 0,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -120,6 +124,7 @@ class LongVideoReasonDataset(Dataset):
         self.on_error = on_error
         self.max_length = max_length
         self.system_prompt = system_prompt
+        self.clip_cache = PreprocessedClipCache(video_cache_bytes)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -135,27 +140,21 @@ class LongVideoReasonDataset(Dataset):
             return SkippedSample(index=index, record_id=record.id, reason=message)
 
     def _build(self, index: int, record: VideoQARecord) -> VideoSample:
-        clip = read_video(
-            record.video_path,
-            num_frames=self.frames.num_frames,
-            fps=self.frames.fps,
-            max_frames=self.frames.max_frames,
-            backend=self.frames.backend,
-        )
-        pixels, grid = preprocess_video(clip.frames, self.processor)
+        clip = self.clip_cache.get_or_build(str(record.video_path), lambda: self._preprocess(record))
         encoding = build_prompt(
             self.tokenizer,
             record.problem,
             record.options,
             self.system_prompt,
-            video_grid_thw=grid,
+            video_grid_thw=clip.grid,
             merge_size=self.processor.merge_size,
             response=record.response() if self.task == "sft" else None,
             timestamps=self._group_times(clip.timestamps) if self.processor.timestamp_tokens else None,
         )
         if self.max_length is not None and len(encoding) > self.max_length:
+            video_tokens = num_video_tokens(clip.grid, self.processor.merge_size)
             raise SampleError(
-                f"{len(encoding)} tokens ({num_video_tokens(grid, self.processor.merge_size)} of them video) exceed "
+                f"{len(encoding)} tokens ({video_tokens} of them video) exceed "
                 f"max_length={self.max_length}; lower the frames per video or raise max_length"
             )
         return VideoSample(
@@ -166,11 +165,22 @@ class LongVideoReasonDataset(Dataset):
             attention_mask=encoding.attention_mask,
             labels=encoding.labels,
             prompt_length=encoding.prompt_length,
-            pixel_values_videos=pixels,
-            video_grid_thw=grid,
+            pixel_values_videos=clip.pixels,
+            video_grid_thw=clip.grid,
             second_per_grid_ts=self._seconds_per_group(clip.timestamps, clip.duration),
             frame_indices=list(clip.indices),
         )
+
+    def _preprocess(self, record: VideoQARecord) -> PreprocessedClip:
+        clip = read_video(
+            record.video_path,
+            num_frames=self.frames.num_frames,
+            fps=self.frames.fps,
+            max_frames=self.frames.max_frames,
+            backend=self.frames.backend,
+        )
+        pixels, grid = preprocess_video(clip.frames, self.processor)
+        return PreprocessedClip(pixels, grid, clip.timestamps, clip.duration, tuple(int(i) for i in clip.indices))
 
     def _group_times(self, timestamps: torch.Tensor) -> list[float]:
         return group_timestamps(timestamps.tolist(), self.processor.temporal_patch_size)
