@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from longvila_r1.data.collate import pad_sequences
 from longvila_r1.data.processing import processor_config_for
 from longvila_r1.data.qwen_vl import preprocess_videos
 from longvila_r1.data.qwen_vl_prompt import build_prompt
@@ -36,11 +37,6 @@ class VideoPrompts:
         return self.input_ids, self.attention_mask, self.mm_token_type_ids, self.embeddings
 
 
-def left_pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.stack([torch.nn.functional.pad(r, (width - len(r), 0), value=value) for r in rows])
-
-
 def make_prompts(policy: VideoLMPolicy, seed: int = 0) -> VideoPrompts:
     generator = torch.Generator().manual_seed(seed)
     frames = [torch.randint(0, 256, (t, 64, 64, 3), generator=generator, dtype=torch.uint8).numpy() for t in FRAMES]
@@ -52,9 +48,9 @@ def make_prompts(policy: VideoLMPolicy, seed: int = 0) -> VideoPrompts:
     with torch.no_grad():
         embeddings = policy.encode_video(batch.pixel_values_videos, batch.video_grid_thw, batch.second_per_grid_ts)
     return VideoPrompts(
-        input_ids=left_pad([e.input_ids for e in encodings], policy.tokenizer.pad_token_id),
-        attention_mask=left_pad([e.attention_mask for e in encodings], 0),
-        mm_token_type_ids=left_pad([e.mm_token_type_ids for e in encodings], 0),
+        input_ids=pad_sequences([e.input_ids for e in encodings], policy.tokenizer.pad_token_id, "left"),
+        attention_mask=pad_sequences([e.attention_mask for e in encodings], 0, "left"),
+        mm_token_type_ids=pad_sequences([e.mm_token_type_ids for e in encodings], 0, "left"),
         embeddings=embeddings.detach(),
         frames=frames,
         fps=FPS,
