@@ -9,6 +9,7 @@ Example:
     longvila-r1 validate --config configs/sft.yaml --ckpt_path outputs/sft/checkpoints/last.ckpt
     longvila-r1 export --ckpt outputs/sft/checkpoints/last.ckpt --output outputs/sft/hf
     longvila-r1 sweep --model-path outputs/sft/hf --data-dir outputs/demo/data --frames 8 16 32 64
+    longvila-r1 compare outputs/eval/sft outputs/eval/grpo --names SFT GRPO
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def sweep_main(argv: Sequence[str]) -> int:
     return sweep(list(argv))
 
 
+def compare_main(argv: Sequence[str]) -> int:
+    """``longvila-r1 compare DIR DIR``: a before/after accuracy table of evaluations of the same questions."""
+    from longvila_r1.evaluation.compare import main as compare
+
+    return compare(list(argv))
+
+
 def lightning_main(argv: Sequence[str]) -> int:
     """``fit`` / ``validate`` / ``test`` through :class:`~longvila_r1.lightning_cli.LongVilaCLI`."""
     from longvila_r1.lightning_cli import run_lightning_cli
@@ -108,6 +116,7 @@ COMMANDS = {
     "data": data_main,
     "export": export_main,
     "sweep": sweep_main,
+    "compare": compare_main,
 }
 
 
