@@ -202,8 +202,11 @@ class VLLMEngine(RolloutEngine):
             "mm_processor_cache_gb": 0,
         }
         kv_bytes = self.kv_cache_memory_bytes
-        if kv_bytes is None and not torch.cuda.is_available():
-            kv_bytes = CPU_KV_CACHE_BYTES
+        if not torch.cuda.is_available():
+            kv_bytes = CPU_KV_CACHE_BYTES if kv_bytes is None else kv_bytes
+            # vLLM 0.32 on CPU fails on a seeded request whose prompt is prefilled in chunks (it rewinds the
+            # request's generator, which only CUDA generators support); whole-prompt prefills avoid that.
+            kwargs["enable_chunked_prefill"] = False
         optional = {"kv_cache_memory_bytes": kv_bytes, "max_model_len": self.max_model_len}
         optional["max_num_seqs"] = self.max_num_seqs
         kwargs.update({k: v for k, v in optional.items() if v is not None})
