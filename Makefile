@@ -21,13 +21,22 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 
 setup: $(STAMP)
 
-# synth -> summary -> CoT-SFT -> validate on the tiny default (configs/sft.yaml + configs/demo.yaml).
+# The whole recipe on the tiny default: synth -> CoT-SFT -> GRPO, each model evaluated on the same eval split,
+# then the before/after table. configs/demo.yaml and configs/demo_grpo.yaml hold the CPU demo's settings.
+EVAL := $(BIN)/longvila-r1 validate --config configs/eval/longvideo_reason.yaml --data.num_frames 16 \
+	--model.init_args.eval_max_new_tokens 160
 demo: setup
-	$(BIN)/longvila-r1 data synth --output-dir $(DEMO_DIR)/data --num-videos 1000 --frames 128 --seed 0
+	rm -rf outputs/eval/sft outputs/eval/grpo  # the evaluation writer resumes what it finds there
+	$(BIN)/longvila-r1 data synth --output-dir $(DEMO_DIR)/data --num-videos 1000 --frames 128 --seed 0 --workers 2
 	$(BIN)/longvila-r1 data summary --data-dir $(DEMO_DIR)/data
 	$(BIN)/longvila-r1 fit --config configs/sft.yaml --config configs/demo.yaml
-	$(BIN)/longvila-r1 validate --config configs/sft.yaml --config configs/demo.yaml \
-		--ckpt_path outputs/sft/checkpoints/last.ckpt
+	$(BIN)/longvila-r1 export --ckpt outputs/sft/checkpoints/last.ckpt --output outputs/sft/hf
+	$(EVAL) --model.init_args.path outputs/sft/hf --trainer.callbacks.init_args.output_dir outputs/eval/sft
+	$(BIN)/longvila-r1 data synth --output-dir $(DEMO_DIR)/rl_data --num-videos 500 --frames 128 --seed 1 --workers 2
+	$(BIN)/longvila-r1 fit --config configs/grpo.yaml --config configs/demo_grpo.yaml
+	$(BIN)/longvila-r1 export --ckpt outputs/grpo/checkpoints/last.ckpt --output outputs/grpo/hf
+	$(EVAL) --model.init_args.path outputs/grpo/hf --trainer.callbacks.init_args.output_dir outputs/eval/grpo
+	$(BIN)/longvila-r1 compare outputs/eval/sft outputs/eval/grpo --names SFT GRPO
 
 test: setup lint
 	$(BIN)/python -m pytest -q

@@ -17,12 +17,14 @@ BASE = [c for c in CONFIGS if "class_path" in ((yaml.safe_load(c.read_text()) or
 OVERLAYS = [c for c in CONFIGS if c not in BASE]
 SFT = CONFIG_DIR / "sft.yaml"
 GRPO = CONFIG_DIR / "grpo.yaml"
-# Overlays of GRPO-only settings (the rollout engine) parse on top of grpo.yaml, the others on top of sft.yaml.
+# Overlays of GRPO-only settings (the rollout engine, the demo's GRPO stage) parse on top of grpo.yaml, the others
+# on top of sft.yaml.
 GRPO_OVERLAY_DIRS = ("rollout",)
 
 
 def base_of(overlay: Path) -> Path:
-    return GRPO if overlay.relative_to(CONFIG_DIR).parts[0] in GRPO_OVERLAY_DIRS else SFT
+    grpo_only = overlay.relative_to(CONFIG_DIR).parts[0] in GRPO_OVERLAY_DIRS or "grpo" in overlay.stem
+    return GRPO if grpo_only else SFT
 
 
 def test_there_are_configs():
