@@ -122,11 +122,20 @@ def build_output(
     video_embeddings: VideoEmbeddings | None,
     stop_ids: Sequence[int],
     pad_id: int,
+    response_lengths: Tensor | None = None,
 ) -> GenerationOutput:
-    """Split transformers' ``[B, P+L]`` output into prompt and response, masking everything after a stop."""
+    """Split a ``[B, P+L]`` output into prompt and response, masking everything after a stop.
+
+    ``response_lengths`` (``[B]``, tokens each row really generated) also masks the padding of rows that ended
+    without a stop token before ``L`` (vLLM stops a sequence at its context limit); transformers' rows that do
+    not stop always run to ``L``, so it needs none.
+    """
     prompt_length = attention_mask.shape[1]
     response_ids = sequences[:, prompt_length:]  # [B, L]
     response_mask, finished = stop_masks(response_ids, stop_ids)  # [B, L], [B]
+    if response_lengths is not None:
+        positions = torch.arange(response_ids.shape[1], device=response_ids.device)  # [L]
+        response_mask = response_mask * (positions < response_lengths.to(positions.device)[:, None])  # [B, L]
     # A pad id can also be a real token (<|endoftext|>), so the mask, not the ids, says where a response ends.
     response_ids = response_ids.masked_fill(response_mask == 0, pad_id)
     return GenerationOutput(

@@ -177,6 +177,13 @@ class VLLMEngine(RolloutEngine):
         if self.enable_sleep_mode and not torch.cuda.is_available():
             log.info("VLLMEngine: sleep mode needs CUDA; on CPU sleep() and wake_up() keep the engine resident")
         self._export_dir = Path(tempfile.mkdtemp(prefix="longvila-vllm-"))
+        try:
+            self._start(policy)
+        except BaseException:
+            self._teardown()  # setup() did not complete, so teardown() would not run: clean up here
+            raise
+
+    def _start(self, policy: VideoLMPolicy) -> None:
         policy.save_pretrained(self._export_dir)
         write_processor_configs(policy, self._export_dir, self.processor_path)
         if self.tensor_parallel_size > 1:

@@ -128,7 +128,8 @@ def build_generation_output(
     """The :class:`GenerationOutput` of ``tokens[b][g]`` (sample ``g`` of prompt ``b``), as transformers gives it.
 
     Row ``b * n + g``; prompts stay left-padded as given; responses are right-padded with the pad id to the
-    longest one; masks and ``finished`` follow the stop ids exactly as :meth:`VideoLMPolicy.generate`.
+    longest one; masks and ``finished`` follow the stop ids exactly as :meth:`VideoLMPolicy.generate`, and a
+    response that ended without one before the longest (vLLM's context limit) is masked after its last token.
     """
     n, pad_id = params.n, policy.tokenizer.pad_token_id
     samples = [sample for prompt in tokens for sample in prompt]  # row b * n + g
@@ -140,7 +141,8 @@ def build_generation_output(
     if video_embeddings is not None and n > 1:
         video_embeddings = video_embeddings.repeat_rows(video_tokens_per_row(mm_token_type_ids), n)
     sequences = torch.cat([ids, responses.to(ids.device)], dim=1)  # [B*n, P+L]
-    return build_output(sequences, mask, types, video_embeddings, stop_ids_for(params, policy), pad_id)
+    lengths = torch.tensor([len(sample) for sample in samples])  # [B*n]
+    return build_output(sequences, mask, types, video_embeddings, stop_ids_for(params, policy), pad_id, lengths)
 
 
 def write_processor_configs(policy: VideoLMPolicy, model_dir: Path, processor_path: str | None = None) -> None:
