@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from longvila_r1.callbacks import RolloutCallback
-from longvila_r1.data.datamodule import LongVideoReasonDataModule
+from _grpo_fit import fit_grpo, grpo_data
 from longvila_r1.data.records import load_records
 from longvila_r1.modules import GRPOModule
 from longvila_r1.modules.grpo_batch import RolloutBatch, merge_rollouts
@@ -23,28 +20,6 @@ def _module(**kwargs) -> GRPOModule:
     return GRPOModule(**{**defaults, **kwargs})
 
 
-def _data(synth_dir) -> LongVideoReasonDataModule:
-    return LongVideoReasonDataModule(data_dir=str(synth_dir), task="rl", num_frames=8, batch_size=2, eval_batch_size=4)
-
-
-def _fit(module, synth_dir, tmp_path, steps: int, **trainer_kwargs) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=TensorBoardLogger(tmp_path, name="grpo"),
-        callbacks=[RolloutCallback(log_samples_every_n_steps=1)],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        log_every_n_steps=1,
-        **trainer_kwargs,
-    )
-    trainer.fit(module, datamodule=_data(synth_dir))
-    return trainer
-
-
 def _count_vision_calls(module: GRPOModule) -> list[int]:
     calls = [0]
     module.policy.vision_tower.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
@@ -55,7 +30,7 @@ def test_grpo_steps_log_every_metric_and_encode_each_video_once(synth_dir, tmp_p
     module = _module(freeze_vision=True)
     calls = _count_vision_calls(module)
     before = {n: p.detach().clone() for n, p in module.policy.named_parameters()}
-    trainer = _fit(module, synth_dir, tmp_path, steps=3)
+    trainer = fit_grpo(module, synth_dir, tmp_path, steps=3)
     # 3 steps x 2 prompts, each video encoded once for G rollouts + old/ref log-probs + the update.
     assert calls[0] <= 3 * 2
     events = EventAccumulator(str(trainer.logger.log_dir))
@@ -92,7 +67,7 @@ def test_frozen_vision_reuses_cached_embeddings_across_epochs(synth_dir, tmp_pat
     calls = _count_vision_calls(module)
     calls_per_epoch = []
     module.on_train_epoch_end = lambda: calls_per_epoch.append(calls[0])
-    _fit(module, synth_dir, tmp_path, steps=2 * steps_per_epoch, max_epochs=2)
+    fit_grpo(module, synth_dir, tmp_path, steps=2 * steps_per_epoch, max_epochs=2)
     stats = module.embedding_cache.stats()
     # Each video is encoded once, the first time it is seen; epoch 2 is served from the cache entirely.
     assert stats["misses"] == len({r.videos for r in records}) and stats["hits"] > 0
@@ -103,7 +78,7 @@ def test_training_vision_reencodes_once_per_prompt_with_gradients(synth_dir, tmp
     module = _module(freeze_vision=False)
     calls = _count_vision_calls(module)
     vision_before = [p.detach().clone() for p in module.policy.vision_parameters()]
-    _fit(module, synth_dir, tmp_path, steps=1)
+    fit_grpo(module, synth_dir, tmp_path, steps=1)
     # Once without grad for rollout + old/ref log-probs, once with grad for the update: per prompt, not per sample.
     assert calls[0] == 2
     assert any(not torch.equal(a, b) for a, b in zip(vision_before, module.policy.vision_parameters(), strict=True))
@@ -117,9 +92,9 @@ class _Exploding(Reward):
 def test_a_failing_reward_names_itself_or_counts_as_zero(synth_dir, tmp_path):
     module = _module(rewards=[AccuracyReward(), _Exploding()])
     with pytest.raises(RewardError, match="exploding"):
-        _fit(module, synth_dir, tmp_path, steps=1)
+        fit_grpo(module, synth_dir, tmp_path, steps=1)
     lenient = _module(rewards=[FormatReward(), _Exploding()], reward_on_error="zero")
-    _fit(lenient, synth_dir, tmp_path / "zero", steps=1)
+    fit_grpo(lenient, synth_dir, tmp_path / "zero", steps=1)
 
 
 def test_invalid_arguments_are_named():
@@ -138,7 +113,7 @@ class _LengthParity(Reward):
 
 def test_dynamic_sampling_refills_from_the_next_batches(synth_dir, tmp_path):
     module = _module(rewards=[_LengthParity()], dynamic_sampling=True, max_sampling_rounds=2)
-    trainer = _fit(module, synth_dir, tmp_path, steps=2, max_epochs=1)
+    trainer = fit_grpo(module, synth_dir, tmp_path, steps=2, max_epochs=1)
     events = EventAccumulator(str(trainer.logger.log_dir))
     events.Reload()
     rounds = [e.value for e in events.Scalars("rollout/sampling_rounds")]
@@ -148,7 +123,7 @@ def test_dynamic_sampling_refills_from_the_next_batches(synth_dir, tmp_path):
 
 
 def test_merged_rollouts_score_like_the_originals(synth_dir):
-    dm = _data(synth_dir)
+    dm = grpo_data(synth_dir)
     dm.setup("fit")
     loader = iter(dm.train_dataloader())
     module = _module()
