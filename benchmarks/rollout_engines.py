@@ -3,12 +3,13 @@
 Both engines sample the same B video prompts (cached embeddings, G samples each) with the same settings. Every
 response runs to exactly ``--new-tokens`` tokens: the stop id is ``<|image_pad|>``, a vision placeholder both
 engines are barred from sampling, so the token counts, and therefore the tokens/s, compare like for like. Each engine
-generates once untimed first (vLLM's first call pays its warm-up). The weight sync is timed after a perturbation
-of the language-model weights (the vision tower is frozen, so only the language model is sent).
+generates once untimed first (vLLM's first call pays its warm-up), then the two take turns, ``--repeats`` times
+each, and the medians are compared: on a shared machine both see the same load. The weight sync is timed after
+a perturbation of the language-model weights (the vision tower is frozen, so only the language model is sent).
 
 Needs vLLM: on CPU run it in the environment ``make test-vllm`` builds:
     .venv-vllm/bin/python benchmarks/rollout_engines.py [--preset tiny] [--prompts 8] [--group-size 8]
-        [--new-tokens 64] [--frames 16] [--repeats 3]
+        [--new-tokens 64] [--frames 16] [--repeats 5] [--enforce-eager]
 
 Prints tokens/s of both engines and their ratio, the sync seconds and the vLLM start-up seconds.
 """
@@ -53,15 +54,18 @@ def make_batch(policy: VideoLMPolicy, preset: str, prompts: int, frames: int, se
 
 
 def tokens_per_second(
-    engine: RolloutEngine, tensors, embeddings: VideoEmbeddings, params: SamplingParams, repeats: int
-) -> float:
-    engine.generate(*tensors, embeddings, params)  # warm-up
-    rates = []
+    engines: dict[str, RolloutEngine], tensors, embeddings: VideoEmbeddings, params: SamplingParams, repeats: int
+) -> dict[str, float]:
+    """Median tokens/s of each engine; the engines take turns, so both see the same load on a shared machine."""
+    for engine in engines.values():
+        engine.generate(*tensors, embeddings, params)  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in engines}
     for repeat in range(repeats):
-        start = time.perf_counter()
-        out = engine.generate(*tensors, embeddings, dataclasses.replace(params, seed=repeat))
-        rates.append(float(out.response_lengths.sum()) / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for name, engine in engines.items():
+            start = time.perf_counter()
+            out = engine.generate(*tensors, embeddings, dataclasses.replace(params, seed=repeat))
+            rates[name].append(float(out.response_lengths.sum()) / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def sync_seconds(engine: VLLMEngine, policy: VideoLMPolicy, repeats: int) -> float:
@@ -81,7 +85,7 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=8, help="G, samples per prompt")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--enforce-eager", action="store_true", help="vLLM without torch.compile / CUDA graphs")
     args = parser.parse_args()
 
@@ -92,18 +96,18 @@ def main() -> None:
     stop = policy.config.image_token_id  # a placeholder neither engine samples: every response is full length
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=1.0, n=args.group_size, stop_token_ids=(stop,))
 
-    transformers_engine = TransformersEngine()
-    transformers_engine.setup(policy)
-    hf_rate = tokens_per_second(transformers_engine, tensors, embeddings, params, args.repeats)
-    transformers_engine.teardown()
-
     vllm_engine = VLLMEngine(enforce_eager=args.enforce_eager, gpu_memory_utilization=0.5)
     start = time.perf_counter()
     vllm_engine.setup(policy)
     startup = time.perf_counter() - start
-    vllm_rate = tokens_per_second(vllm_engine, tensors, embeddings, params, args.repeats)
+    transformers_engine = TransformersEngine()
+    transformers_engine.setup(policy)
+    engines = {"transformers": transformers_engine, "vllm": vllm_engine}
+    rates = tokens_per_second(engines, tensors, embeddings, params, args.repeats)
     sync = sync_seconds(vllm_engine, policy, args.repeats)
-    vllm_engine.teardown()
+    for engine in engines.values():
+        engine.teardown()
+    hf_rate, vllm_rate = rates["transformers"], rates["vllm"]
 
     rows = args.prompts * args.group_size
     print(
