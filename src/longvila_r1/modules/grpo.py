@@ -61,7 +61,8 @@ class GRPOModule(VideoPolicyModule):
         reward_on_error: a reward that raises: ``"raise"`` (error names reward and sample) or ``"zero"``
             (the sample gets 0 for it, counted in ``rollout/reward_errors``).
         group_size: samples per prompt ``G``.
-        max_new_tokens / temperature / top_p: sampling settings of the rollouts.
+        max_new_tokens / temperature / top_p: sampling settings of the rollouts; old-policy, reference and
+            training log-probs are taken at the same temperature, so the ratio and KL are the sampler's.
         advantage_mode: ``"grpo"``, ``"dr_grpo"`` or ``"rloo"``.
         kl_coef / kl_estimator: weight and estimator (``"k1"``, ``"k2"``, ``"k3"``) of the KL to the reference.
         clip_low / clip_high / dual_clip / loss_agg: the clipped surrogate (see ``algorithms.policy_loss``).
@@ -245,15 +246,21 @@ class GRPOModule(VideoPolicyModule):
             return None
         return merge_rollouts(taken.payloads, self.tokenizer.pad_token_id), taken.rewards.to(total.device)
 
+    @property
+    def logprob_temperature(self) -> float:
+        """Temperature of every log-prob pass: the sampling one, so the ratio and KL are those of the sampler."""
+        return 1.0 if self.sampling.is_greedy else self.sampling.temperature
+
     @torch.no_grad()
     def reference_logprobs(self, rollout: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Old-policy and reference log-probs of the sampled tokens, ``[B*G, S-1]`` each."""
         out = rollout.output
         inputs = (out.sequences, out.attention_mask, out.mm_token_type_ids)
-        old = self.response_logprobs(self.policy, *inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
+        scoring = {"prompt_lengths": out.prompt_length, "temperature": self.logprob_temperature}
+        old = self.response_logprobs(self.policy, *inputs, out.video_embeddings, **scoring)
         reference = self._reference[0]
         with _on_device(reference, self.device, offload=self.hparams.reference_on_cpu):
-            ref = self.response_logprobs(reference, *inputs, out.video_embeddings, prompt_lengths=out.prompt_length)
+            ref = self.response_logprobs(reference, *inputs, out.video_embeddings, **scoring)
         return old, ref
 
     def update(self, rollout: RolloutBatch, advantages, old_logp, ref_logp) -> None:
@@ -287,6 +294,7 @@ class GRPOModule(VideoPolicyModule):
             out.mm_token_type_ids[rows],
             embeddings,
             prompt_lengths=out.prompt_length,
+            temperature=self.logprob_temperature,
             return_entropy=True,
         )  # [R, S-1]
         row_mask = mask[rows]

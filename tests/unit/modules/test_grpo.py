@@ -166,3 +166,26 @@ def test_merged_rollouts_score_like_the_originals(synth_dir):
         torch.testing.assert_close(rows, original, rtol=0, atol=1e-5)
         start += original.shape[0]
     assert merged.num_prompts == 4 and len(merged.texts) == 4 * GROUP
+
+
+def test_old_and_reference_logprobs_use_the_sampling_temperature(synth_dir):
+    assert _module(temperature=0).logprob_temperature == 1.0  # greedy rollouts: plain log-probs
+    module = _module(temperature=0.5)
+    module.setup("fit")  # builds the frozen reference copy
+    assert module.logprob_temperature == 0.5
+    dm = grpo_data(synth_dir)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    embeddings = module.encode_batch_videos(batch)
+    out = module.policy.eval().generate(
+        batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"], embeddings, max_new_tokens=6, seed=0
+    )
+    texts = module.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
+    rollout = RolloutBatch.from_generation(out, texts, batch, 1)
+    old, ref = module.reference_logprobs(rollout)
+    inputs = (out.sequences, out.attention_mask, out.mm_token_type_ids, out.video_embeddings)
+    cooled = module.policy.response_logprobs(*inputs, prompt_lengths=out.prompt_length, temperature=0.5)
+    plain = module.policy.response_logprobs(*inputs, prompt_lengths=out.prompt_length)
+    torch.testing.assert_close(old, cooled, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ref, cooled, rtol=0, atol=1e-6)  # the reference starts as a copy of the policy
+    assert not torch.allclose(old, plain)
