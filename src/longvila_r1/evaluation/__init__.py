@@ -9,8 +9,16 @@ from typing import Any
 
 from longvila_r1.evaluation.answer import extract_answer, is_well_formatted, strip_reasoning
 from longvila_r1.evaluation.metrics import VideoQAMetrics
+from longvila_r1.evaluation.sampled_metrics import SampledAnswerMetrics
 
-__all__ = ["BenchmarkDataModule", "VideoQAMetrics", "extract_answer", "is_well_formatted", "strip_reasoning"]
+__all__ = [
+    "BenchmarkDataModule",
+    "SampledAnswerMetrics",
+    "VideoQAMetrics",
+    "extract_answer",
+    "is_well_formatted",
+    "strip_reasoning",
+]
 
 
 def __getattr__(name: str) -> Any:

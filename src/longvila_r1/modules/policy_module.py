@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from longvila_r1.data.processing import processor_config_for, save_processor_config
 from longvila_r1.evaluation.metrics import VideoQAMetrics
+from longvila_r1.evaluation.sampled_metrics import SampledAnswerMetrics
 from longvila_r1.models import VideoEmbeddings, VideoLMPolicy
 from longvila_r1.parallel import group_rank, sequence_parallel_logprobs, sharded_encode_video
 from longvila_r1.strategies.mrsp import sequence_parallel_group
@@ -25,8 +26,10 @@ class VideoPolicyModule(pl.LightningModule):
     """Holds a :class:`VideoLMPolicy` and validates it by generating answers to the eval split.
 
     Validation decodes greedily (``eval_max_new_tokens`` tokens, long enough for the reasoning), extracts the
-    answer letter and logs ``val/acc``, ``val/acc/<category>`` and ``val/format_rate``. Subclasses add the
-    training step.
+    answer letter and logs ``val/acc``, ``val/acc/<category>`` and ``val/format_rate``. With ``eval_samples=k``
+    it also samples ``k`` answers per question from the same video embeddings and logs ``val/sample_acc``,
+    ``val/pass@k`` and ``val/maj@k`` (:class:`~longvila_r1.evaluation.SampledAnswerMetrics`): the headroom a
+    GRPO stage has before it runs. Subclasses add the training step.
 
     Args:
         path: ``"tiny"``/``"small"`` (random init from a config in code) or a local Hugging Face model directory.
@@ -38,6 +41,8 @@ class VideoPolicyModule(pl.LightningModule):
         gradient_checkpointing: recompute activations in backward to save memory.
         preset_overrides: sizes of a preset to change, e.g. ``{"text_layers": 4}``.
         eval_max_new_tokens: generation budget per validation answer.
+        eval_samples: sampled answers per validation question on top of the greedy one (0: greedy only).
+        eval_temperature: sampling temperature of those answers (set it to the GRPO stage's).
         optimizer: optimizer factory over the trainable parameters (YAML ``class_path``, default AdamW).
         lr_scheduler: optional LR schedule factory, stepped every optimizer step (e.g.
             :class:`~longvila_r1.optim.WarmupCosineLR`).
@@ -54,12 +59,18 @@ class VideoPolicyModule(pl.LightningModule):
         gradient_checkpointing: bool = False,
         preset_overrides: dict[str, int] | None = None,
         eval_max_new_tokens: int = 256,
+        eval_samples: int = 0,
+        eval_temperature: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
         if eval_max_new_tokens < 1:
             raise ValueError(f"eval_max_new_tokens must be >= 1, got {eval_max_new_tokens}")
+        if eval_samples < 0 or eval_temperature <= 0:
+            raise ValueError(
+                f"eval_samples must be >= 0 and eval_temperature > 0, got {eval_samples} and {eval_temperature}"
+            )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.policy = VideoLMPolicy.build(
@@ -73,6 +84,7 @@ class VideoPolicyModule(pl.LightningModule):
             **(preset_overrides or {}),
         )
         self.val_metrics = VideoQAMetrics()
+        self.sampled_val_metrics = SampledAnswerMetrics(eval_samples) if eval_samples else None
 
     @property
     def tokenizer(self):
@@ -113,33 +125,58 @@ class VideoPolicyModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, list[str]] | None:
         if batch["size"] == 0:
             return None
-        responses = self.generate_answers(batch)
+        embeddings = self.encode_batch_videos(batch)
+        responses = self.generate_answers(batch, embeddings)
+        sampled = self.sample_answers(batch, embeddings, batch_idx) if self.sampled_val_metrics is not None else None
         if group_rank(self.sp_group) != 0:  # all ranks of an sp group answer the same samples: count them once
             return {"responses": responses}
         self.val_metrics.update(
             responses, batch["answers"], batch["categories"], batch["options"], durations=batch.get("durations")
         )
+        if sampled is not None:
+            self.sampled_val_metrics.update(sampled, batch["answers"], batch["options"])
         # EvalResultsWriter reads the responses here (the `outputs` of on_validation_batch_end).
         return {"responses": responses}
 
     @torch.no_grad()
-    def generate_answers(self, batch: dict[str, Any]) -> list[str]:
-        """Greedy responses to a left-padded batch of prompts."""
-        embeddings = self.encode_batch_videos(batch)
+    def generate_answers(self, batch: dict[str, Any], embeddings: VideoEmbeddings | None = None) -> list[str]:
+        """Greedy responses to a left-padded batch of prompts (``embeddings``: the batch's, if already encoded)."""
+        if embeddings is None:
+            embeddings = self.encode_batch_videos(batch)
+        return self._decoded_responses(batch, embeddings, do_sample=False)
+
+    @torch.no_grad()
+    def sample_answers(self, batch: dict[str, Any], embeddings: VideoEmbeddings, batch_idx: int) -> list[list[str]]:
+        """``eval_samples`` sampled responses per prompt, seeded by batch so that reruns sample the same."""
+        k = self.hparams.eval_samples
+        texts = self._decoded_responses(
+            batch,
+            embeddings,
+            do_sample=True,
+            temperature=self.hparams.eval_temperature,
+            num_return_sequences=k,
+            seed=1_000_003 * self.dp_rank + batch_idx,  # ranks of an sp group share it and sample the same
+        )
+        return [texts[row : row + k] for row in range(0, len(texts), k)]
+
+    def _decoded_responses(self, batch: dict[str, Any], embeddings: VideoEmbeddings, **sampling: Any) -> list[str]:
         out = self.policy.generate(
             batch["input_ids"],
             batch["attention_mask"],
             batch["mm_token_type_ids"],
             embeddings,
             max_new_tokens=self.hparams.eval_max_new_tokens,
-            do_sample=False,
+            **sampling,
         )
         return self.tokenizer.batch_decode(out.response_ids * out.response_mask, skip_special_tokens=True)
 
     @override
     def on_validation_epoch_end(self) -> None:
-        # The metric already sums its states over processes, so the logged values need no further sync.
+        # The metrics already sum their states over processes, so the logged values need no further sync.
         results = self.val_metrics.compute()
+        if self.sampled_val_metrics is not None:
+            results.update(self.sampled_val_metrics.compute())
+            self.sampled_val_metrics.reset()
         self.log_dict({f"val/{name}": value for name, value in results.items()}, rank_zero_only=False)
         self.val_metrics.reset()
 

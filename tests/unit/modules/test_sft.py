@@ -145,3 +145,36 @@ def test_export_rejects_a_foreign_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="not written by a longvila-r1 module"):
         export_checkpoint(path, tmp_path / "out")
+
+
+def test_validation_with_sampled_answers_logs_pass_and_majority(synth_dir):
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    module = CoTSFTModule(path="tiny", seed=0, eval_max_new_tokens=8, eval_samples=3, eval_temperature=1.0)
+    first = trainer.validate(module, datamodule=_data(synth_dir), verbose=False)[0]
+    assert {"val/acc", "val/sample_acc", "val/pass@3", "val/maj@3"} <= set(first)
+    assert first["val/sample_acc"] <= first["val/pass@3"] and first["val/maj@3"] <= first["val/pass@3"]
+    again = trainer.validate(module, datamodule=_data(synth_dir), verbose=False)[0]
+    assert again == first  # sampling is seeded per batch: a rerun scores the same samples
+
+
+def test_sampled_answers_come_from_the_same_prompts_as_the_greedy_ones(synth_dir):
+    data = _data(synth_dir)
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    module = CoTSFTModule(path="tiny", seed=0, eval_max_new_tokens=6, eval_samples=3, eval_temperature=1e-4)
+    embeddings = module.encode_batch_videos(batch)
+    greedy = module.generate_answers(batch, embeddings)
+    near_greedy = module.sample_answers(batch, embeddings, batch_idx=0)
+    # At a tiny temperature every sample is its prompt's greedy response: rows are grouped per prompt, in order.
+    assert near_greedy == [[text] * 3 for text in greedy]
+    module.hparams.eval_temperature = 1.0
+    sampled = module.sample_answers(batch, embeddings, batch_idx=0)
+    assert len(sampled) == batch["size"] and all(len(samples) == 3 for samples in sampled)
+    assert any(len(set(samples)) > 1 for samples in sampled), "temperature 1 should vary the samples"
+    assert sampled == module.sample_answers(batch, embeddings, batch_idx=0)  # seeded per batch
+
+
+@pytest.mark.parametrize(("samples", "temperature"), [(-1, 1.0), (2, 0.0)])
+def test_rejects_invalid_sampled_validation_settings(samples, temperature):
+    with pytest.raises(ValueError, match="eval_samples must be >= 0 and eval_temperature > 0"):
+        CoTSFTModule(path="tiny", eval_samples=samples, eval_temperature=temperature)
