@@ -101,6 +101,13 @@ def compare_main(argv: Sequence[str]) -> int:
     return compare(list(argv))
 
 
+def curves_main(argv: Sequence[str]) -> int:
+    """``longvila-r1 curves RUN [...]``: TensorBoard scalars of training runs as a PNG and a summary table."""
+    from longvila_r1.evaluation.curves import main as curves
+
+    return curves(list(argv))
+
+
 def lightning_main(argv: Sequence[str]) -> int:
     """``fit`` / ``validate`` / ``test`` through :class:`~longvila_r1.lightning_cli.LongVilaCLI`."""
     from longvila_r1.lightning_cli import run_lightning_cli
@@ -117,6 +124,7 @@ COMMANDS = {
     "export": export_main,
     "sweep": sweep_main,
     "compare": compare_main,
+    "curves": curves_main,
 }
 
 
