@@ -184,6 +184,9 @@ class VideoLMPolicy(nn.Module):
         if family is not None and family != model_type:
             raise ValueError(f"family={family!r} but the checkpoint at {path} is {model_type!r}")
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype, attn_implementation=attn)
+        # from_pretrained returns eval mode; a loaded policy is trained like a built one (Lightning warns about
+        # modules left in eval mode), and generation switches to eval mode on its own.
+        model.train()
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(model, tokenizer, freeze_vision=freeze_vision, gradient_checkpointing=gradient_checkpointing)
 

@@ -265,6 +265,7 @@ def test_save_and_load_round_trip(policies, tmp_path):
     assert isinstance(AutoModelForImageTextToText.from_pretrained(tmp_path), type(policy.model))
     loaded = VideoLMPolicy.build(path=str(tmp_path))
     assert loaded.family == "qwen3_vl" and len(loaded.tokenizer) == len(policy.tokenizer)
+    assert all(module.training for module in loaded.model.modules()), "a loaded policy starts in train mode"
     assert loaded.tokenizer.chat_template == policy.tokenizer.chat_template
     batch = make_batch(policy)
     with torch.no_grad():
