@@ -2,12 +2,18 @@
 
 With the cache (what GRPOModule does): each video is encoded once; the G rollouts and the old-policy and
 reference log-prob passes all reuse those embeddings. Without it (a naive pipeline): the vision tower runs
-for every sample's generation and again for every sample in each log-prob pass (1 + 2 passes x G).
+for every sample's generation and again for every sample in each log-prob pass (3 x G encodings). Both
+pipelines generate the G samples in one batch and score them in one batch per pass, so the ratio is the
+cache's alone, not batching's.
 
 Usage:
     python benchmarks/rollout_cache.py [--frames 64 256 1024] [--group-size 8] [--new-tokens 16]
+    python benchmarks/rollout_cache.py --preset tiny --set text_hidden=512 text_heads=8 vision_hidden=256
 
 Prints the seconds of both and the speed-up ratio per frame count, all measured in this run.
+
+The ratio depends on how the vision tower's cost compares with the language model's (prefill and decoding
+over the video tokens, two log-prob passes), so ``--preset`` and ``--set`` change the model's sizes.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from longvila_r1.data.qwen_vl import preprocess_video
 from longvila_r1.data.qwen_vl_prompt import build_prompt
 from longvila_r1.data.video import read_video
 from longvila_r1.data.video_writer import write_video
-from longvila_r1.models import VideoLMPolicy
+from longvila_r1.models import VideoEmbeddings, VideoLMPolicy
 from longvila_r1.rollout import SamplingParams, TransformersEngine, VideoEmbeddingCache, cache_key
 
 
@@ -57,12 +63,18 @@ def with_cache(policy, reference, engine, clip, pixels, grid, batch, processor, 
 
 @torch.no_grad()
 def without_cache(policy, reference, engine, clip, pixels, grid, batch, processor, params) -> float:
+    """The same batched generation and log-prob passes, with the vision tower run once per sample per phase."""
     start = time.perf_counter()
+    group = params.n
+    rows = [t.repeat(group, 1) for t in batch]  # the prompt repeated G times, one sample each: same batch shape
     single = SamplingParams(max_new_tokens=params.max_new_tokens, n=1, seed=params.seed)
-    outs = [engine.generate(*batch, policy.encode_video(pixels, grid), single) for _ in range(params.n)]
-    for out in outs:  # every sample re-encodes its video in both log-prob passes
-        _logprob_passes(policy, reference, out, lambda model: model.encode_video(pixels, grid))
+    out = engine.generate(*rows, _encode_per_sample(policy, pixels, grid, group), single)
+    _logprob_passes(policy, reference, out, lambda model: _encode_per_sample(model, pixels, grid, group))
     return time.perf_counter() - start
+
+
+def _encode_per_sample(policy, pixels, grid, group: int) -> VideoEmbeddings:
+    return VideoEmbeddings.concat([policy.encode_video(pixels, grid) for _ in range(group)])
 
 
 def main() -> None:
@@ -71,17 +83,25 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "small"), help="model sizes to start from")
+    parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=INT", help="preset fields to change")
     args = parser.parse_args()
+    overrides = _preset_overrides(parser, args.set)
     torch.manual_seed(0)
-    policy = VideoLMPolicy.build("tiny").eval()
+    policy = VideoLMPolicy.build(args.preset, **overrides).eval()
     reference = copy.deepcopy(policy)
-    tokenizer, processor = load_model_processing("tiny")
+    tokenizer, processor = load_model_processing(args.preset)
     engine = TransformersEngine()
     engine.setup(policy)
     params = SamplingParams(max_new_tokens=args.new_tokens, n=args.group_size, seed=0)
     rng = np.random.default_rng(0)
     threads = torch.get_num_threads()
-    print(f"tiny Qwen2.5-VL, G={args.group_size}, {args.new_tokens} new tokens, 56x56 frames, {threads} CPU threads")
+    shape = " ".join(f"{key}={value}" for key, value in overrides.items())
+    print(
+        f"{args.preset} Qwen2.5-VL {shape}".rstrip()
+        + f", G={args.group_size}, {args.new_tokens} new tokens, 56x56 frames"
+    )
+    print(f"{threads} CPU threads, min of {args.repeats} repeats")
     print(f"{'frames':>7} {'video tokens':>13} {'cached s':>9} {'no cache s':>11} {'speed-up':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for frames in args.frames:
@@ -92,6 +112,16 @@ def main() -> None:
             naive = min(without_cache(*common) for _ in range(args.repeats))
             tokens = int(grid.prod()) // processor.merge_size**2
             print(f"{frames:>7} {tokens:>13} {cached:>9.2f} {naive:>11.2f} {naive / cached:>8.2f}x")
+
+
+def _preset_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, int]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            parser.error(f"--set takes FIELD=INT (a TinyPreset field), got {item!r}")
+        overrides[key] = int(value)
+    return overrides
 
 
 if __name__ == "__main__":
