@@ -22,6 +22,7 @@ import argparse
 import copy
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,33 +45,49 @@ def _inputs(path: Path, frames: int, tokenizer, processor):
     return clip, pixels, grid[None], batch
 
 
-def _logprob_passes(policy, reference, out, embeddings_for_pass) -> None:
+def _logprob_passes(policy, reference, out, embeddings_for_pass) -> list[torch.Tensor]:
     inputs = (out.sequences, out.attention_mask, out.mm_token_type_ids)
-    for model in (policy, reference):
+    return [
         model.response_logprobs(*inputs, embeddings_for_pass(model), prompt_lengths=out.prompt_length)
+        for model in (policy, reference)
+    ]
+
+
+@dataclass
+class Phase:
+    """Seconds of one rollout + log-prob phase, and what it produced (to check both pipelines agree)."""
+
+    seconds: float
+    sequences: torch.Tensor
+    logprobs: list[torch.Tensor]
+
+    def same_as(self, other: Phase) -> bool:
+        return torch.equal(self.sequences, other.sequences) and all(
+            torch.allclose(a, b, atol=1e-5) for a, b in zip(self.logprobs, other.logprobs, strict=True)
+        )
 
 
 @torch.no_grad()
-def with_cache(policy, reference, engine, clip, pixels, grid, batch, processor, params) -> float:
+def with_cache(policy, reference, engine, clip, pixels, grid, batch, processor, params) -> Phase:
     start = time.perf_counter()
     cache = VideoEmbeddingCache()
     key = cache_key(clip.path, clip.indices, processor, "bench")
     embeddings = cache.get_or_compute([key], lambda _: policy.encode_video(pixels, grid))[0]
     out = engine.generate(*batch, embeddings, params)
-    _logprob_passes(policy, reference, out, lambda _: out.video_embeddings)
-    return time.perf_counter() - start
+    logprobs = _logprob_passes(policy, reference, out, lambda _: out.video_embeddings)
+    return Phase(time.perf_counter() - start, out.sequences, logprobs)
 
 
 @torch.no_grad()
-def without_cache(policy, reference, engine, clip, pixels, grid, batch, processor, params) -> float:
+def without_cache(policy, reference, engine, clip, pixels, grid, batch, processor, params) -> Phase:
     """The same batched generation and log-prob passes, with the vision tower run once per sample per phase."""
     start = time.perf_counter()
     group = params.n
     rows = [t.repeat(group, 1) for t in batch]  # the prompt repeated G times, one sample each: same batch shape
     single = SamplingParams(max_new_tokens=params.max_new_tokens, n=1, seed=params.seed)
     out = engine.generate(*rows, _encode_per_sample(policy, pixels, grid, group), single)
-    _logprob_passes(policy, reference, out, lambda model: _encode_per_sample(model, pixels, grid, group))
-    return time.perf_counter() - start
+    logprobs = _logprob_passes(policy, reference, out, lambda model: _encode_per_sample(model, pixels, grid, group))
+    return Phase(time.perf_counter() - start, out.sequences, logprobs)
 
 
 def _encode_per_sample(policy, pixels, grid, group: int) -> VideoEmbeddings:
@@ -102,16 +119,18 @@ def main() -> None:
         + f", G={args.group_size}, {args.new_tokens} new tokens, 56x56 frames"
     )
     print(f"{threads} CPU threads, min of {args.repeats} repeats")
-    print(f"{'frames':>7} {'video tokens':>13} {'cached s':>9} {'no cache s':>11} {'speed-up':>9}")
+    print(f"{'frames':>7} {'video tokens':>13} {'cached s':>9} {'no cache s':>11} {'speed-up':>9} {'same output':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for frames in args.frames:
             path = write_video(Path(tmp) / f"v{frames}.mp4", rng.integers(0, 255, (frames, 64, 64, 3), dtype=np.uint8))
             clip, pixels, grid, batch = _inputs(path, frames, tokenizer, processor)
             common = (policy, reference, engine, clip, pixels, grid, batch, processor, params)
-            cached = min(with_cache(*common) for _ in range(args.repeats))
-            naive = min(without_cache(*common) for _ in range(args.repeats))
+            cached = [with_cache(*common) for _ in range(args.repeats)]
+            naive = [without_cache(*common) for _ in range(args.repeats)]
+            cached_s, naive_s = min(p.seconds for p in cached), min(p.seconds for p in naive)
+            same = "yes" if cached[0].same_as(naive[0]) else "NO"  # same tokens, log-probs within 1e-5
             tokens = int(grid.prod()) // processor.merge_size**2
-            print(f"{frames:>7} {tokens:>13} {cached:>9.2f} {naive:>11.2f} {naive / cached:>8.2f}x")
+            print(f"{frames:>7} {tokens:>13} {cached_s:>9.2f} {naive_s:>11.2f} {naive_s / cached_s:>8.2f}x {same:>12}")
 
 
 def _preset_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, int]:
