@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from torch import Tensor
 from torch.distributed import ProcessGroup
 from torch.distributed.device_mesh import init_device_mesh
@@ -200,6 +201,11 @@ class MRSPStrategy(DDPStrategy):
 
     @override
     def teardown(self) -> None:
+        if self._ended_normally and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank finishes its collectives (FSDP's last reduce-scatter, a last gather) before any rank leaves:
+            # a spawned worker that exits while gloo still runs a collective with its peer aborts ("terminate
+            # called without an active exception"). Not after an error, when a peer may never reach the barrier.
+            torch.distributed.barrier()
         self._layout = None
         if self._active_sharding is None:
             super().teardown()
@@ -212,6 +218,13 @@ class MRSPStrategy(DDPStrategy):
         self.checkpoint_io.teardown()
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def _ended_normally(self) -> bool:
+        # Lightning tears down with the status still RUNNING after a normal end, and INTERRUPTED after an error.
+        module = self.lightning_module
+        trainer = module._trainer if module is not None else None
+        return trainer is not None and trainer.state.status == TrainerStatus.RUNNING
+
     @property
     def _active_sharding(self) -> PolicySharding | None:
         """The sharding of the current module's policy; ``None`` when it runs replicated."""
