@@ -45,6 +45,15 @@ class _GRPOLikeModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=LR)
 
 
+class _FailingOnOneRank(_GRPOLikeModule):
+    """Rank 1 fails in its first step while rank 0 goes on to the gradient all-reduce."""
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.global_rank == 1:
+            raise ValueError("bad sample on rank 1")
+        return super().training_step(batch, batch_idx)
+
+
 def _first(items: list) -> dict:
     return items[0]
 
@@ -64,10 +73,8 @@ def _reference_step() -> dict[str, torch.Tensor]:
     return {name: (p - LR * p.grad).detach() for name, p in policy.named_parameters()}
 
 
-def test_one_step_equals_single_process(tmp_path):
-    module = _GRPOLikeModule()
-    loader = DataLoader(_samples(module.policy), batch_size=1, collate_fn=_first)
-    trainer = pl.Trainer(
+def _trainer(tmp_path) -> pl.Trainer:
+    return pl.Trainer(
         accelerator="cpu",
         devices=2,
         strategy=MRSPStrategy(sequence_parallel_size=2, start_method="spawn"),
@@ -78,10 +85,24 @@ def test_one_step_equals_single_process(tmp_path):
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, loader)
+
+
+def test_one_step_equals_single_process(tmp_path):
+    module = _GRPOLikeModule()
+    loader = DataLoader(_samples(module.policy), batch_size=1, collate_fn=_first)
+    _trainer(tmp_path).fit(module, loader)
     expected = _reference_step()
     for name, param in module.policy.named_parameters():
         torch.testing.assert_close(param.detach(), expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.timeout(180)
+def test_an_error_on_one_rank_ends_the_fit_instead_of_hanging(tmp_path):
+    # One rank's error reaches the caller with its message, and the other rank does not keep the fit waiting.
+    module = _FailingOnOneRank()
+    loader = DataLoader(_samples(module.policy), batch_size=1, collate_fn=_first)
+    with pytest.raises(Exception, match="bad sample on rank 1"):
+        _trainer(tmp_path).fit(module, loader)
 
 
 @pytest.mark.parametrize(("value", "error"), [(0, ValueError), (1.5, TypeError), (True, TypeError)])
