@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from longvila_r1.evaluation.sweep import headless_pyplot
+
 EVENT_GLOB = "events.out.tfevents.*"
 
 
@@ -104,11 +106,7 @@ def summary_table(runs: Sequence[RunScalars], tags: Sequence[str]) -> str:
 
 def plot_curves(runs: Sequence[RunScalars], tags: Sequence[str], path: str | Path, smooth: int = 1) -> Path:
     """One panel per tag, one line per run (raw values faint, their ``smooth``-point moving average solid)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on training machines; must precede pyplot's first import
-    import matplotlib.pyplot as plt
-
+    plt = headless_pyplot()
     fig, axes = plt.subplots(len(tags), 1, figsize=(7, 2.6 * len(tags)), dpi=110, squeeze=False)
     for ax, tag in zip(axes[:, 0], tags, strict=True):
         for index, run in enumerate(runs):

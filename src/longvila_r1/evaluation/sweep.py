@@ -146,13 +146,19 @@ def format_sweep_table(points: Sequence[SweepPoint], meta: Mapping[str, Any]) ->
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") -> Path:
-    """Accuracy (%) vs frames on a log-2 axis, overall in bold and per category thin, saved as a PNG."""
+def headless_pyplot():
+    """``matplotlib.pyplot`` on the Agg backend: training machines have no display."""
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on training machines; must precede pyplot's first import
+    matplotlib.use("Agg")  # must precede pyplot's first import
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") -> Path:
+    """Accuracy (%) vs frames on a log-2 axis, overall in bold and per category thin, saved as a PNG."""
+    plt = headless_pyplot()
     frames = [point.num_frames for point in points]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     groups = sorted({key for point in points for key in point.metrics if key.startswith("val/acc/")})

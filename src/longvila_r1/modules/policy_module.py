@@ -139,10 +139,8 @@ class VideoPolicyModule(pl.LightningModule):
         return {"responses": responses}
 
     @torch.no_grad()
-    def generate_answers(self, batch: dict[str, Any], embeddings: VideoEmbeddings | None = None) -> list[str]:
-        """Greedy responses to a left-padded batch of prompts (``embeddings``: the batch's, if already encoded)."""
-        if embeddings is None:
-            embeddings = self.encode_batch_videos(batch)
+    def generate_answers(self, batch: dict[str, Any], embeddings: VideoEmbeddings) -> list[str]:
+        """Greedy responses to a left-padded batch of prompts, from the batch's encoded videos."""
         return self._decoded_responses(batch, embeddings, do_sample=False)
 
     @torch.no_grad()
