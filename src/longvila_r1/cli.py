@@ -111,8 +111,12 @@ def curves_main(argv: Sequence[str]) -> int:
 def lightning_main(argv: Sequence[str]) -> int:
     """``fit`` / ``validate`` / ``test`` through :class:`~longvila_r1.lightning_cli.LongVilaCLI`."""
     from longvila_r1.lightning_cli import run_lightning_cli
+    from longvila_r1.strategies.launcher import leave_process_group
 
     run_lightning_cli(list(argv))
+    # Under torchrun each rank runs this script: leave the process group together before exiting, as the
+    # spawn launcher's workers do (an undestroyed gloo group can abort a rank at exit).
+    leave_process_group()
     return 0
 
 

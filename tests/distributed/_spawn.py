@@ -19,7 +19,8 @@ def _worker(rank: int, world: int, workdir: str, fn, args: tuple) -> None:
         result = fn(rank, world, *args)
         torch.save(result, Path(workdir, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # ``fn`` may have left the group itself
+            dist.destroy_process_group()
 
 
 def run_ranks(fn, workdir: Path, *args, world: int = 2) -> list:

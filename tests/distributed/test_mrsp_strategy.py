@@ -10,12 +10,14 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
+from _spawn import run_ranks
 from test_sequence_parallel import CASES, _loss, make_batch
 from torch.utils.data import DataLoader
 
 from longvila_r1.models import VideoLMPolicy
 from longvila_r1.parallel import sequence_parallel_logprobs, sharded_encode_video, uses_ulysses_attention
 from longvila_r1.strategies import MRSPStrategy, sequence_parallel_group
+from longvila_r1.strategies.launcher import MRSPSpawnLauncher, leave_process_group
 
 CASE = CASES["gqa_left_padded"]
 LR = 0.1
@@ -103,6 +105,24 @@ def test_an_error_on_one_rank_ends_the_fit_instead_of_hanging(tmp_path):
     loader = DataLoader(_samples(module.policy), batch_size=1, collate_fn=_first)
     with pytest.raises(Exception, match="bad sample on rank 1"):
         _trainer(tmp_path).fit(module, loader)
+
+
+@pytest.mark.parametrize("shard", [False, True])
+def test_spawned_workers_use_the_launcher_that_leaves_the_group_together(tmp_path, shard):
+    strategy = MRSPStrategy(shard_parameters=shard, start_method="spawn")
+    pl.Trainer(accelerator="cpu", devices=2, strategy=strategy, logger=False, default_root_dir=tmp_path)
+    assert isinstance(strategy.launcher, MRSPSpawnLauncher)
+    assert strategy.launcher.gather_full_weights is shard
+
+
+def _leave_then_report(rank: int, world: int) -> bool:
+    leave_process_group()
+    leave_process_group()  # a second call finds no group and does nothing
+    return torch.distributed.is_initialized()
+
+
+def test_leave_process_group_destroys_the_group_on_every_rank(tmp_path):
+    assert run_ranks(_leave_then_report, tmp_path) == [False, False]
 
 
 @pytest.mark.parametrize(("value", "error"), [(0, ValueError), (1.5, TypeError), (True, TypeError)])

@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -41,8 +40,6 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
-from torch.distributed.tensor import DTensor
-from typing_extensions import override
 
 # Full tensors, gathered one at a time and kept on rank 0's CPU only: a 7B checkpoint never sits whole on a GPU.
 SAVE_OPTIONS = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -151,29 +148,6 @@ def load_full_model_state_dict(module: nn.Module, state_dict: dict[str, Any], st
 def load_full_optimizer_state_dict(module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Load what :func:`full_optimizer_state_dict` saved into the optimizer of a sharded module."""
     set_optimizer_state_dict(module, optimizer, state, options=LOAD_OPTIONS)
-
-
-class FullWeightsLauncher(_MultiProcessingLauncher):
-    """Spawn launcher that hands the main process full weights, not rank 0's shards.
-
-    After ``fit`` the spawn launcher copies rank 0's ``state_dict()`` into the main process's module; with
-    sharded parameters that would be rank 0's half of each tensor. Every rank computes that state dict, so the
-    shards are gathered there (collective).
-    """
-
-    @override
-    def _collect_rank_zero_results(self, trainer: Any, results: Any) -> Any:
-        handle = trainer.lightning_module.register_state_dict_post_hook(_gather_dtensors)
-        try:
-            return super()._collect_rank_zero_results(trainer, results)
-        finally:
-            handle.remove()
-
-
-def _gather_dtensors(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
-    for key, value in state_dict.items():
-        if isinstance(value, DTensor):
-            state_dict[key] = value.full_tensor().cpu()
 
 
 def _blocks(policy: nn.Module) -> list[nn.Module]:

@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from torch.distributed import ProcessGroup
 from torch.distributed.device_mesh import init_device_mesh
@@ -36,13 +35,13 @@ from typing_extensions import override
 from longvila_r1.parallel.layout import ParallelLayout
 from longvila_r1.parallel.ulysses import use_ulysses_attention
 from longvila_r1.strategies.fsdp import (
-    FullWeightsLauncher,
     PolicySharding,
     full_model_state_dict,
     full_optimizer_state_dict,
     load_full_model_state_dict,
     load_full_optimizer_state_dict,
 )
+from longvila_r1.strategies.launcher import MRSPSpawnLauncher
 
 
 class MRSPStrategy(DDPStrategy):
@@ -123,8 +122,10 @@ class MRSPStrategy(DDPStrategy):
     @override
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
-        if self.shard_parameters and self._start_method != "popen":
-            self._launcher = FullWeightsLauncher(self, start_method=self._start_method)
+        if self._start_method != "popen":
+            self._launcher = MRSPSpawnLauncher(
+                self, start_method=self._start_method, gather_full_weights=self.shard_parameters
+            )
 
     @override
     def setup(self, trainer: pl.Trainer) -> None:
@@ -201,11 +202,6 @@ class MRSPStrategy(DDPStrategy):
 
     @override
     def teardown(self) -> None:
-        if self._ended_normally and torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Every rank finishes its collectives (FSDP's last reduce-scatter, a last gather) before any rank leaves:
-            # a spawned worker that exits while gloo still runs a collective with its peer aborts ("terminate
-            # called without an active exception"). Not after an error, when a peer may never reach the barrier.
-            torch.distributed.barrier()
         self._layout = None
         if self._active_sharding is None:
             super().teardown()
@@ -218,13 +214,6 @@ class MRSPStrategy(DDPStrategy):
         self.checkpoint_io.teardown()
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def _ended_normally(self) -> bool:
-        # Lightning tears down with the status still RUNNING after a normal end, and INTERRUPTED after an error.
-        module = self.lightning_module
-        trainer = module._trainer if module is not None else None
-        return trainer is not None and trainer.state.status == TrainerStatus.RUNNING
-
     @property
     def _active_sharding(self) -> PolicySharding | None:
         """The sharding of the current module's policy; ``None`` when it runs replicated."""
