@@ -34,6 +34,9 @@ class EvalResultsWriter(Callback):
     cover all.
 
     The module's ``validation_step`` must return ``{"responses": [str, ...]}`` (one per sample of the batch), and
+    may add ``"sampled_responses": [[str, ...], ...]`` (``k`` sampled answers per sample, see
+    :class:`~longvila_r1.modules.VideoPolicyModule`'s ``eval_samples``: their letters and ``pass@k`` / ``maj@k``
+    are written too); and
     the data module must expose its eval dataset as ``eval_set`` (batches carry ``indices`` into it), as
     :class:`~longvila_r1.data.LongVideoReasonDataModule` does.
 
@@ -105,8 +108,16 @@ class EvalResultsWriter(Callback):
                 f"sample; {type(pl_module).__name__}.validation_step returned {type(outputs).__name__}"
             )
         records = _eval_set(trainer).records
-        responses = outputs["responses"]
-        samples = [self.results.score(records[i], text) for i, text in zip(batch["indices"], responses, strict=True)]
+        sampled = outputs.get("sampled_responses") or [None] * batch["size"]
+        if len(sampled) != batch["size"]:
+            raise RuntimeError(
+                f"EvalResultsWriter: {type(pl_module).__name__}.validation_step returned {len(sampled)} lists of "
+                f"sampled responses for a batch of {batch['size']} samples"
+            )
+        samples = [
+            self.results.score(records[i], text, sampled_responses=extra)
+            for i, text, extra in zip(batch["indices"], outputs["responses"], sampled, strict=True)
+        ]
         self._samples += samples
         if self._resumable(trainer):
             self.results.append_partial(trainer.global_rank, samples)
@@ -148,6 +159,8 @@ class EvalResultsWriter(Callback):
             "num_frames": data.get("num_frames"),
             "fps": data.get("fps"),
             "max_new_tokens": model.get("eval_max_new_tokens"),
+            "sampled_answers": model.get("eval_samples") or None,
+            "sampling_temperature": model.get("eval_temperature") if model.get("eval_samples") else None,
             "subtitles": data.get("subtitle_dir") is not None,
             "world_size": trainer.world_size,
             "global_step": trainer.global_step,

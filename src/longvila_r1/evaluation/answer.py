@@ -124,15 +124,18 @@ def _weak_letter(text: str, valid: str) -> str | None:
 def _option_text_in(text: str, options: Sequence[str] | None) -> str | None:
     if not options:
         return None
-    lowered = _normalise(text)
-    hits = [i for i, option in enumerate(options) if _normalise(option) and _normalise(option) in lowered]
+    padded = _words(text)
+    words = [_words(option) for option in options]
+    # Whole words only: the option "no" is not in "I cannot tell", nor "red" in "reduced".
+    hits = [i for i, option in enumerate(words) if option.strip() and option in padded]
     # Keep only options not contained in another hit ("red" inside "red square").
-    hits = [i for i in hits if not any(j != i and _normalise(options[i]) in _normalise(options[j]) for j in hits)]
+    hits = [i for i in hits if not any(j != i and words[i] in words[j] for j in hits)]
     return LETTERS[hits[0]] if len(hits) == 1 else None
 
 
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+def _words(text: str) -> str:
+    """Lower-case words separated by single spaces, with a space on each side (so ``in`` tests whole words)."""
+    return " " + " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split()) + " "
 
 
 def is_well_formatted(text: str) -> bool:

@@ -2,7 +2,9 @@
 
 A sample is one JSON object: ``id``, ``video``, ``category``, ``duration`` (seconds or a benchmark's label),
 ``answer``, ``options``, ``response``, ``extracted``, ``correct``, ``well_formatted`` and the record's breakdown
-fields that exist (VideoMME's ``task_type``, ``domain``, ``sub_category``). While an evaluation runs, each rank
+fields that exist (VideoMME's ``task_type``, ``domain``, ``sub_category``). With sampled answers (the module's
+``eval_samples``), ``sampled_answers`` holds the letter extracted from each of them (``null``: none), and the
+summary gets their mean accuracy, ``pass@k`` and ``maj@k``. While an evaluation runs, each rank
 appends its samples to ``results.rank<r>.partial.jsonl``, so a run that dies still leaves its finished samples;
 :meth:`EvalResults.write` merges those, the previous ``results.json`` and the new samples, then removes the
 partial files. Answers are scored by :func:`~longvila_r1.evaluation.extract_answer` exactly as the metrics do.
@@ -26,6 +28,7 @@ from typing import Any
 from longvila_r1.data.records import VideoQARecord
 from longvila_r1.evaluation.answer import extract_answer, is_well_formatted
 from longvila_r1.evaluation.metrics import DurationBuckets
+from longvila_r1.evaluation.sampled_metrics import score_sampled_letters
 from longvila_r1.evaluation.videomme import DURATION_LABEL
 
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
@@ -56,8 +59,13 @@ class EvalResults:
     def json_path(self) -> Path:
         return self.output_dir / RESULTS_JSON
 
-    def score(self, record: VideoQARecord, response: str) -> dict[str, Any]:
-        """One result sample: the record's identity and ground truth, the response and its scoring."""
+    def score(
+        self, record: VideoQARecord, response: str, sampled_responses: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """One result sample: the record's identity and ground truth, the response and its scoring.
+
+        ``sampled_responses`` (sampled answers to the same prompt) are kept as their extracted letters.
+        """
         extracted = extract_answer(response, record.options)
         sample = {
             "id": record.id,
@@ -72,6 +80,8 @@ class EvalResults:
             "well_formatted": is_well_formatted(response),
         }
         sample.update({name: record.extra[name] for name in self.group_by if name in record.extra})
+        if sampled_responses is not None:
+            sample["sampled_answers"] = [extract_answer(text, record.options) for text in sampled_responses]
         return sample
 
     def load(self) -> dict[str, dict[str, Any]]:
@@ -121,7 +131,8 @@ class EvalResults:
         return summary
 
     def summarize(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """Accuracy overall and per category, duration bucket and ``group_by`` field; format rate; counts."""
+        """Accuracy overall and per category, duration bucket and ``group_by`` field; format rate; counts; and,
+        when samples have sampled answers, ``sampled`` (see :func:`summarize_sampled`)."""
         groups: dict[str, dict[str, list[bool]]] = {}
         for sample in samples:
             keys = {"category": sample.get("category"), "duration": self.buckets.name(sample.get("duration"))}
@@ -129,7 +140,7 @@ class EvalResults:
             for group, value in keys.items():
                 if value is not None:
                     groups.setdefault(group, {}).setdefault(str(value), []).append(bool(sample["correct"]))
-        return {
+        summary = {
             "num_samples": len(samples),
             "acc": _mean(sample["correct"] for sample in samples),
             "format_rate": _mean(sample["well_formatted"] for sample in samples),
@@ -138,6 +149,37 @@ class EvalResults:
                 for group, values in groups.items()
             },
         }
+        sampled = summarize_sampled(samples)
+        if sampled is not None:
+            summary["sampled"] = sampled
+        return summary
+
+
+def summarize_sampled(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Scores of the sampled answers of the samples that have them; ``None`` when none has.
+
+    Keys: ``n`` (questions), ``k`` (samples per question; a list when merged runs used different ``k``),
+    ``sample_acc``, ``pass_at_k`` and ``maj_at_k``, as :class:`~longvila_r1.evaluation.SampledAnswerMetrics`
+    computes them.
+
+    Example:
+        >>> summarize_sampled([{"answer": "A", "sampled_answers": ["A", "B"]},
+        ...                    {"answer": "C", "sampled_answers": ["D", None]}])
+        {'n': 2, 'k': 2, 'sample_acc': 0.25, 'pass_at_k': 0.5, 'maj_at_k': 0.5}
+    """
+    with_samples = [sample for sample in samples if sample.get("sampled_answers")]
+    if not with_samples:
+        return None
+    scores = [score_sampled_letters(sample["sampled_answers"], sample["answer"]) for sample in with_samples]
+    ks = sorted({len(sample["sampled_answers"]) for sample in with_samples})
+    draws = sum(len(sample["sampled_answers"]) for sample in with_samples)
+    return {
+        "n": len(with_samples),
+        "k": ks[0] if len(ks) == 1 else ks,
+        "sample_acc": sum(score.hits for score in scores) / draws,
+        "pass_at_k": _mean(score.passed for score in scores),
+        "maj_at_k": _mean(score.majority_correct for score in scores),
+    }
 
 
 def format_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
@@ -163,6 +205,11 @@ def format_markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     for group, values in summary["groups"].items():
         lines += [f"| {group} | {value} | {row['n']} | {100 * row['acc']:.1f} |" for value, row in values.items()]
     lines.append(f"| format rate | | {n} | {100 * summary['format_rate']:.1f} |")
+    sampled = summary.get("sampled")
+    if sampled:
+        k, count = sampled["k"], sampled["n"]
+        rows = (("sample accuracy", "sample_acc"), (f"pass@{k}", "pass_at_k"), (f"maj@{k}", "maj_at_k"))
+        lines += [f"| sampled answers | {label} | {count} | {100 * sampled[key]:.1f} |" for label, key in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,13 +20,37 @@ from torchmetrics import Metric
 from longvila_r1.evaluation.answer import extract_answer
 
 
+@dataclass(frozen=True)
+class SampledAnswerScore:
+    """How the ``k`` sampled answers of one question score: correct samples, any correct, majority correct."""
+
+    hits: int
+    passed: bool
+    majority_correct: bool
+
+
+def score_sampled_letters(letters: Sequence[str | None], answer: str) -> SampledAnswerScore:
+    """Score one question's extracted letters (``None``: no answer) against its correct letter.
+
+    The majority is the letter extracted most often; unanswered samples do not vote and a tie goes to the
+    letter sampled first.
+
+    Example:
+        >>> score_sampled_letters(["A", "B", None, "B"], "B")
+        SampledAnswerScore(hits=2, passed=True, majority_correct=True)
+    """
+    hits = sum(letter == answer for letter in letters)
+    votes = Counter(letter for letter in letters if letter is not None)
+    majority = votes.most_common(1)[0][0] if votes else None
+    return SampledAnswerScore(hits=hits, passed=hits > 0, majority_correct=majority == answer)
+
+
 class SampledAnswerMetrics(Metric):
     """Mean accuracy of ``k`` sampled answers per question, ``pass@k`` and ``maj@k`` (majority vote).
 
     ``pass@k`` counts a question as solved when any of its ``k`` samples is correct; ``maj@k`` when the letter
-    extracted most often is correct (responses without an answer do not vote; a tie goes to the letter sampled
-    first). States are sums reduced with ``sum`` across processes, like
-    :class:`~longvila_r1.evaluation.metrics.VideoQAMetrics`.
+    extracted most often is correct (see :func:`score_sampled_letters`). States are sums reduced with ``sum``
+    across processes, like :class:`~longvila_r1.evaluation.metrics.VideoQAMetrics`.
 
     Keys of :meth:`compute`: ``sample_acc``, ``pass@<k>``, ``maj@<k>``.
 
@@ -68,13 +93,11 @@ class SampledAnswerMetrics(Metric):
         for samples, answer, opts in zip(responses, answers, options, strict=True):
             if len(samples) != self.num_samples:
                 raise ValueError(f"expected {self.num_samples} samples per question, got {len(samples)}")
-            letters = [extract_answer(text, opts) for text in samples]
-            hits = sum(letter == answer for letter in letters)
-            votes = Counter(letter for letter in letters if letter is not None)
+            score = score_sampled_letters([extract_answer(text, opts) for text in samples], answer)
             self.questions += 1
-            self.correct_samples += hits
-            self.passed += int(hits > 0)
-            self.majority_correct += int(bool(votes) and votes.most_common(1)[0][0] == answer)
+            self.correct_samples += score.hits
+            self.passed += int(score.passed)
+            self.majority_correct += int(score.majority_correct)
 
     def compute(self) -> dict[str, torch.Tensor]:
         questions = self.questions.clamp(min=1)

@@ -122,21 +122,23 @@ class VideoPolicyModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @override
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, list[str]] | None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, list] | None:
         if batch["size"] == 0:
             return None
         embeddings = self.encode_batch_videos(batch)
         responses = self.generate_answers(batch, embeddings)
-        sampled = self.sample_answers(batch, embeddings, batch_idx) if self.sampled_val_metrics is not None else None
+        # EvalResultsWriter reads these (the `outputs` of on_validation_batch_end).
+        outputs = {"responses": responses}
+        if self.sampled_val_metrics is not None:
+            outputs["sampled_responses"] = self.sample_answers(batch, embeddings, batch_idx)
         if group_rank(self.sp_group) != 0:  # all ranks of an sp group answer the same samples: count them once
-            return {"responses": responses}
+            return outputs
         self.val_metrics.update(
             responses, batch["answers"], batch["categories"], batch["options"], durations=batch.get("durations")
         )
-        if sampled is not None:
-            self.sampled_val_metrics.update(sampled, batch["answers"], batch["options"])
-        # EvalResultsWriter reads the responses here (the `outputs` of on_validation_batch_end).
-        return {"responses": responses}
+        if self.sampled_val_metrics is not None:
+            self.sampled_val_metrics.update(outputs["sampled_responses"], batch["answers"], batch["options"])
+        return outputs
 
     @torch.no_grad()
     def generate_answers(self, batch: dict[str, Any], embeddings: VideoEmbeddings) -> list[str]:

@@ -46,7 +46,9 @@ def eval_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _validate(eval_dir: Path, output_dir: Path, module_class=CoTSFTModule, **trainer_kwargs) -> dict:
+def _validate(
+    eval_dir: Path, output_dir: Path, module_class=CoTSFTModule, module_kwargs=None, **trainer_kwargs
+) -> dict:
     trainer = pl.Trainer(
         accelerator="cpu",
         logger=False,
@@ -55,10 +57,10 @@ def _validate(eval_dir: Path, output_dir: Path, module_class=CoTSFTModule, **tra
         callbacks=[EvalResultsWriter(str(output_dir))],
         **trainer_kwargs,
     )
-    module = module_class(path="tiny", seed=0, eval_max_new_tokens=6)
+    module = module_class(path="tiny", seed=0, eval_max_new_tokens=6, **(module_kwargs or {}))
     data = BenchmarkDataModule(data_dir=str(eval_dir), num_frames=4, eval_batch_size=2)
-    trainer.validate(module, datamodule=data, verbose=False)
-    return json.loads((output_dir / "results.json").read_text())
+    logged = (trainer.validate(module, datamodule=data, verbose=False) or [{}])[0]
+    return {**json.loads((output_dir / "results.json").read_text()), "logged": logged}
 
 
 def test_every_response_is_written_and_scored(eval_dir: Path, tmp_path: Path) -> None:
@@ -73,10 +75,22 @@ def test_every_response_is_written_and_scored(eval_dir: Path, tmp_path: Path) ->
     assert set(document["summary"]["groups"]["duration"]) == {"short", "medium"}
     meta = document["meta"]
     assert (meta["num_frames"], meta["samples_this_run"], meta["model"]) == (4, 5, "tiny")
-    assert meta["seconds_per_sample"] > 0
+    assert meta["seconds_per_sample"] > 0 and meta["sampled_answers"] is None
+    assert "sampled" not in document["summary"]
     table = (tmp_path / "results.md").read_text()
     assert "| overall | | 5 |" in table and "| category | temporal | 2 |" in table and "| format rate |" in table
     assert not list(tmp_path.glob("*.partial.jsonl"))
+
+
+def test_sampled_answers_are_written_with_the_logged_pass_and_majority(eval_dir: Path, tmp_path: Path) -> None:
+    document = _validate(eval_dir, tmp_path, module_kwargs={"eval_samples": 3, "eval_temperature": 1.0})
+    assert all(len(sample["sampled_answers"]) == 3 for sample in document["samples"])
+    sampled, logged = document["summary"]["sampled"], document["logged"]
+    assert (sampled["n"], sampled["k"]) == (5, 3)
+    for key, metric in (("sample_acc", "val/sample_acc"), ("pass_at_k", "val/pass@3"), ("maj_at_k", "val/maj@3")):
+        assert sampled[key] == pytest.approx(logged[metric])
+    assert (document["meta"]["sampled_answers"], document["meta"]["sampling_temperature"]) == (3, 1.0)
+    assert "| sampled answers | pass@3 | 5 |" in (tmp_path / "results.md").read_text()
 
 
 def test_a_rerun_skips_finished_samples(eval_dir: Path, tmp_path: Path) -> None:

@@ -124,6 +124,19 @@ def test_option_text_prefers_the_longer_option() -> None:
     assert extract_answer("the red square", options=["red", "red square"]) == "B"
 
 
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [("I cannot tell", None), ("nothing moved", None), ("I do not know", None), ("no", "B"), ("No.", "B")],
+)
+def test_option_text_matches_whole_words_only(response: str, expected: str | None) -> None:
+    # "no" is inside "cannot", "nothing" and "know": none of them answers B.
+    assert extract_answer(response, options=["yes", "no", "maybe", "never"]) == expected
+
+
+def test_option_text_inside_a_longer_word_is_no_answer() -> None:
+    assert extract_answer("The colour was reduced to grey.", options=["red", "grey cat", "x y"]) is None
+
+
 def test_strip_reasoning() -> None:
     assert strip_reasoning("<think>a</think>b").strip() == "b"
     assert strip_reasoning("<think>unclosed").strip() == ""

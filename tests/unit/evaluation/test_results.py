@@ -55,3 +55,32 @@ def test_merge_keeps_written_samples_and_replace_drops_them(tmp_path: Path) -> N
 def test_markdown_lists_the_settings() -> None:
     summary = {"num_samples": 0, "acc": 0.0, "format_rate": 0.0, "groups": {}}
     assert format_markdown(summary, {"num_frames": 16}).startswith("# Evaluation results\n\n- num_frames: 16\n")
+
+
+def test_sampled_answers_are_kept_as_letters_and_summarised(tmp_path: Path) -> None:
+    results = EvalResults(tmp_path)
+    record = videomme_record(dict(ROW, question_id="1"))  # answer B
+    sampled = ["<answer>B</answer>", "I cannot tell", "(C)", "C. maybe"]
+    sample = results.score(record, "<answer>A</answer>", sampled_responses=sampled)
+    assert sample["sampled_answers"] == ["B", None, "C", "C"]
+    other = results.score(videomme_record(dict(ROW, question_id="2")), "B", sampled_responses=["B", "B", "A", "D"])
+    greedy_only = results.score(videomme_record(dict(ROW, question_id="3")), "B")
+    assert "sampled_answers" not in greedy_only
+    summary = results.write([sample, other, greedy_only])
+    # 3 of 8 samples right; both questions have a right sample; majorities C (wrong) and B (right).
+    assert summary["sampled"] == {"n": 2, "k": 4, "sample_acc": 3 / 8, "pass_at_k": 1.0, "maj_at_k": 0.5}
+    table = (tmp_path / "results.md").read_text()
+    assert "| sampled answers | pass@4 | 2 | 100.0 |" in table and "| sampled answers | maj@4 | 2 | 50.0 |" in table
+
+
+def test_runs_merged_with_different_sample_counts_say_so(tmp_path: Path) -> None:
+    results = EvalResults(tmp_path)
+    results.write([results.score(videomme_record(dict(ROW, question_id="1")), "B", sampled_responses=["A", "B"])])
+    merged = results.write([results.score(videomme_record(dict(ROW, question_id="2")), "B", sampled_responses=["A"])])
+    assert merged["sampled"]["k"] == [1, 2] and merged["sampled"]["sample_acc"] == 1 / 3
+
+
+def test_no_sampled_answers_no_sampled_summary(tmp_path: Path) -> None:
+    results = EvalResults(tmp_path)
+    summary = results.write(_samples(results))
+    assert "sampled" not in summary and "sampled answers" not in (tmp_path / "results.md").read_text()
