@@ -76,8 +76,9 @@ def strip_reasoning(text: str) -> str:
 def extract_answer(text: str, options: Sequence[str] | None = None, num_options: int = 4) -> str | None:
     """The option letter a response chose, or ``None`` when it gives no answer or hedges.
 
-    When the response has an ``<answer>`` tag, only the first tag's content counts (a wrong or unreadable tagged
-    answer cannot be rescued by a letter elsewhere); otherwise the text outside the reasoning is searched.
+    Only the text outside the reasoning (``<think>...</think>``) is read. When it has an ``<answer>`` tag, only
+    the first tag's content counts (a wrong or unreadable tagged answer cannot be rescued by a letter elsewhere);
+    otherwise all of it is searched.
     Markdown emphasis is ignored. In order, the first rule that finds a letter decides:
 
     1. explicit statements, the last one winning: ``Answer: B``, ``the answer is (B)``, ``Final answer: B``,
@@ -96,8 +97,10 @@ def extract_answer(text: str, options: Sequence[str] | None = None, num_options:
     if not options and not 1 <= num_options <= len(LETTERS):
         raise ValueError(f"num_options must be in 1..{len(LETTERS)}, got {num_options}")
     valid = LETTERS[: len(options) if options else num_options]
-    tagged = _ANSWER_TAG.search(text)
-    candidate = _PARTIAL_TAG.sub("", tagged.group(1)) if tagged else strip_reasoning(text)
+    # Only what follows the reasoning answers: an <answer> tag quoted inside <think> is not the answer.
+    outside = strip_reasoning(text)
+    tagged = _ANSWER_TAG.search(outside)
+    candidate = _PARTIAL_TAG.sub("", tagged.group(1)) if tagged else outside
     candidate = _MARKDOWN.sub("", candidate)
     return _explicit_letter(candidate, valid) or _weak_letter(candidate, valid) or _option_text_in(candidate, options)
 

@@ -82,6 +82,8 @@ CASES = {
     "only think": ("<think>A</think>", None, None),
     "think then letter": ("<think>hmm</think>\n\nB", "B", "B"),
     "orphan think close": ("reasoning about A and C</think>\nThe answer is B", "B", "B"),
+    "tag quoted in think": ("<think>not <answer>B</answer> but</think><answer>C</answer>", "C", "C"),
+    "tag only in think": ("<think>maybe <answer>B</answer></think>", None, None),
     # No answer, hedges, letters beyond the options.
     "empty": ("", None, None),
     "no answer": ("I am not sure.", None, None),
