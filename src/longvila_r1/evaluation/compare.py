@@ -2,7 +2,8 @@
 
 ``longvila-r1 compare outputs/eval/sft outputs/eval/grpo --names SFT GRPO`` reads each directory's
 ``results.json`` (written by :class:`~longvila_r1.callbacks.EvalResultsWriter`) and prints one markdown table:
-overall accuracy, each category, format rate, and the change from the first column to the last. Evaluations
+overall accuracy, each category, format rate, the sampled-answer figures (sample accuracy, pass@k, maj@k) of
+evaluations that sampled answers, and the change from the first column to the last. Evaluations
 of different question sets are refused, since their accuracies are not comparable.
 
 Example:
@@ -48,6 +49,8 @@ def compare_results(dirs: Sequence[str | Path], names: Sequence[str] | None = No
     categories = sorted({c for summary, _ in runs for c in summary["groups"].get("category", {})})
     rows += [(f"accuracy / {c}", [_group_acc(summary, "category", c) for summary, _ in runs]) for c in categories]
     rows.append(("format rate", [summary["format_rate"] for summary, _ in runs]))
+    if any("sampled" in summary for summary, _ in runs):
+        rows += [(label, [_sampled(summary, key) for summary, _ in runs]) for label, key in SAMPLED_ROWS]
     lines = [
         f"{len(runs[0][1])} questions",
         "",
@@ -59,6 +62,14 @@ def compare_results(dirs: Sequence[str | Path], names: Sequence[str] | None = No
         change = "-" if None in (values[0], values[-1]) else f"{100 * (values[-1] - values[0]):+.1f}"
         lines.append(f"| {metric} | {cells} | {change} |")
     return "\n".join(lines) + "\n"
+
+
+SAMPLED_ROWS = (("sampled answers / accuracy", "sample_acc"), ("pass@k", "pass_at_k"), ("maj@k", "maj_at_k"))
+
+
+def _sampled(summary: dict[str, Any], key: str) -> float | None:
+    sampled = summary.get("sampled")
+    return None if sampled is None else sampled[key]
 
 
 def _group_acc(summary: dict[str, Any], group: str, value: str) -> float | None:

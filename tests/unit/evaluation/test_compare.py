@@ -37,6 +37,20 @@ def test_table_reports_each_run_and_the_change(tmp_path, capsys):
     assert "| metric | sft | grpo | change |" in capsys.readouterr().out
 
 
+def test_sampled_answer_rows_appear_when_a_run_sampled(tmp_path):
+    _write(tmp_path / "greedy", {"q0": ("temporal", True), "q1": ("spatial", False)})
+    sampled = [
+        {"id": "q0", "answer": "A", "correct": True, "well_formatted": True, "sampled_answers": ["A", "B"]},
+        {"id": "q1", "answer": "C", "correct": False, "well_formatted": True, "sampled_answers": ["B", "B"]},
+    ]
+    EvalResults(tmp_path / "sampled").write(sampled, merge=False)
+    table = compare_results([tmp_path / "greedy", tmp_path / "sampled"])
+    assert "| sampled answers / accuracy | - | 25.0 | - |" in table
+    # q0: A and B tie, the first sampled (A, right) wins; q1: B twice, wrong.
+    assert "| pass@k | - | 50.0 | - |" in table and "| maj@k | - | 50.0 | - |" in table
+    assert "pass@k" not in compare_results([tmp_path / "greedy", tmp_path / "greedy"])
+
+
 def test_refuses_different_questions_and_missing_results(tmp_path):
     _write(tmp_path / "a", {"q0": ("temporal", True)})
     _write(tmp_path / "b", {"q1": ("temporal", True)})
