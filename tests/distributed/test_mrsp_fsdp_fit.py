@@ -25,12 +25,13 @@ from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.models import VideoLMPolicy
 from longvila_r1.modules import CoTSFTModule, GRPOModule
 from longvila_r1.modules.export import export_checkpoint
+from longvila_r1.rewards import Reward
 from longvila_r1.rollout import TransformersEngine
 from longvila_r1.strategies import MRSPStrategy
 
 WEIGHT_TOL = {"atol": 1e-6, "rtol": 1e-5}
 LOSS_TOL = {"atol": 1e-6, "rtol": 0}
-METRICS = ("train/loss", "train/kl", "rollout/response_len")
+METRICS = ("train/loss", "train/kl", "rollout/response_len", "rollout/kept_groups", "rollout/sampling_rounds")
 
 
 class _MetricRecorder(pl.Callback):
@@ -186,6 +187,45 @@ def test_grpo_sharded_fit_matches_ddp(synth_dir, tmp_path):
     assert max(row["rollout/response_len"] for row in fsdp["metrics"][1]) > 6
     _assert_metrics_close(fsdp["metrics"], ddp["metrics"])
     _assert_weights_close(fsdp["weights"], ddp["weights"], **WEIGHT_TOL)
+
+
+class _InformativeLaterOnRank1(Reward):
+    """Rewards alternate within each group (informative), except on rank 1 in the first batch of every two,
+    where they are all 0: rank 1 needs a second batch for its groups while rank 0 is done after one."""
+
+    def __init__(self) -> None:
+        super().__init__(name="alternating")
+        self.calls = 0
+
+    def score(self, sample) -> float:
+        batch, self.calls = self.calls // 8, self.calls + 1  # 2 prompts x 4 samples per batch
+        if dist.get_rank() == 1 and batch % 2 == 0:
+            return 0.0
+        return float(self.calls % 2)
+
+
+@pytest.mark.timeout(300)
+def test_grpo_dynamic_sampling_ranks_update_together(synth_dir, tmp_path):
+    # Rank 0 has its 2 informative groups after one batch, rank 1 after two: both must wait for the second
+    # (otherwise rank 0's gradient all-reduce meets rank 1's generation and the fit hangs or desyncs).
+    module = GRPOModule(
+        path="tiny",
+        rewards=[_InformativeLaterOnRank1()],
+        dynamic_sampling=True,
+        max_sampling_rounds=3,
+        freeze_vision=True,
+        group_size=4,
+        max_new_tokens=6,
+        mini_batch_prompts=1,
+    )
+    metrics = _fit(module, _grpo_data(synth_dir), tmp_path, 1, False, max_steps=4)
+    for rank_rows in metrics:
+        updates = [row for row in rank_rows if "train/loss" in row]
+        assert len(rank_rows) == 4  # 4 batches for 2 updates of 2 optimizer steps (one per prompt)
+        assert updates and all(row["rollout/kept_groups"] == 2 for row in updates)
+        assert all(row["rollout/sampling_rounds"] == 2 for row in updates)
+    initial = _weights(_grpo_module())
+    assert any(not torch.equal(p, initial[n]) for n, p in _weights(module).items()), "training changed no weight"
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

@@ -129,8 +129,10 @@ class GroupBuffer:
             rewards: ``[B*G]`` rewards of the round.
             payloads: ``B`` payloads, one per group, in the order of ``rewards``.
         """
-        if self.done:
-            raise RuntimeError("GroupBuffer is done (target reached or rounds used up); call take() first")
+        if self._rounds >= self.max_rounds:
+            # Past the target, a round is still accepted (its groups are surplus): a data-parallel rank that is
+            # done waits for its peers by generating with them.
+            raise RuntimeError(f"GroupBuffer used its {self.max_rounds} round(s); call take() first")
         if rewards.dim() != 1 or rewards.numel() != len(payloads) * self.group_size:
             raise ValueError(
                 f"expected rewards of shape [{len(payloads)} * {self.group_size}] for {len(payloads)} payloads, "
@@ -144,9 +146,12 @@ class GroupBuffer:
         self._dropped += len(payloads) - len(kept)
         return len(kept)
 
-    def take(self) -> GroupBatch:
-        """Return at most ``target_groups`` groups, oldest first, and empty the buffer for the next step."""
-        count = min(len(self), self.target_groups)
+    def take(self, limit: int | None = None) -> GroupBatch:
+        """Return at most ``target_groups`` groups (and at most ``limit``), oldest first, and empty the buffer.
+
+        ``limit`` lets data-parallel ranks update on the same number of groups (the fewest any rank has).
+        """
+        count = min(len(self), self.target_groups, self.target_groups if limit is None else limit)
         rewards = torch.cat(self._rewards[:count]) if count else torch.zeros(0)
         batch = GroupBatch(
             payloads=self._payloads[:count],

@@ -146,7 +146,9 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
             self._resume_state = None
         # RL batches are prompts to generate from, so they end together (left padding) like the eval batches.
         side = "left" if self.hparams.task == "rl" else "right"
-        return self._loader(self.train_set, self.hparams.batch_size, self._sampler, padding_side=side)
+        return self._loader(
+            self.train_set, self.hparams.batch_size, self._sampler, padding_side=side, loader_class=ResumingDataLoader
+        )
 
     @override
     def val_dataloader(self) -> DataLoader:
@@ -161,11 +163,13 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         sampler = ResumableSampler(len(self.eval_set), shuffle=False, num_replicas=dp_size, rank=dp_rank)
         return self._loader(self.eval_set, self.hparams.eval_batch_size, sampler, padding_side="left")
 
-    def _loader(self, dataset, batch_size: int, sampler, padding_side: str) -> DataLoader:
+    def _loader(
+        self, dataset, batch_size: int, sampler, padding_side: str, loader_class: type[DataLoader] = DataLoader
+    ) -> DataLoader:
         # Generation needs prompts that end together (left padding); training pads on the right.
         collate = VideoBatchCollator(self.tokenizer.pad_token_id, padding_side=padding_side)
         workers = self.hparams.num_workers
-        return DataLoader(
+        return loader_class(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -214,3 +218,19 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
                 f"LongVideoReasonDataModule ({stage}): skipped {self.skipped['records']} malformed record(s) and "
                 f"{self.skipped['samples']} sample(s) with unreadable videos or over-long prompts (on_error=skip)"
             )
+
+
+class ResumingDataLoader(DataLoader):
+    """The training loader: it resumes mid-epoch, through its data module.
+
+    The position (samples consumed in the epoch) is the data module's checkpoint state, which sets up the
+    sampler before this loader exists. Having ``state_dict`` / ``load_state_dict`` tells Lightning so: without
+    them it warns on every mid-epoch resume that the loader "is not resumable" and results may be unreliable,
+    which is not true here.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass  # the data module restored the position already

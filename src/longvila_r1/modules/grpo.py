@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from longvila_r1.algorithms import (
@@ -71,7 +71,9 @@ class GRPOModule(VideoPolicyModule):
         max_grad_norm: gradient clipping (manual optimisation does not use ``trainer.gradient_clip_val``).
         dynamic_sampling: drop groups whose rewards are all equal (DAPO) and refill from the next batches until
             ``B`` informative groups are collected or ``max_sampling_rounds`` batches were drawn; the update then
-            runs on what was collected (``rollout/kept_groups``, ``rollout/sampling_rounds`` are logged).
+            runs on what was collected (``rollout/kept_groups``, ``rollout/sampling_rounds`` are logged). With
+            several data-parallel ranks, all wait for the slowest and update on the fewest groups any rank has;
+            an update with no informative group is skipped (``rollout/skipped_updates``, warned once).
         max_sampling_rounds: bound on the batches drawn for one update under dynamic sampling.
         reference_on_cpu: keep the frozen reference on the CPU between its passes (saves accelerator memory).
         rollout_seed: base seed of the sampling; step ``s`` samples with ``rollout_seed + s`` (exact resume).
@@ -129,6 +131,7 @@ class GRPOModule(VideoPolicyModule):
         self._reference: list[VideoLMPolicy] = []  # a list keeps it out of state_dict and .parameters()
         self.last_samples: list[dict[str, Any]] = []  # a few responses of the last step, for sample logging
         self.group_buffer: GroupBuffer | None = None  # dynamic sampling: informative groups awaiting an update
+        self._skipped_updates = 0  # dynamic sampling: updates without any informative group
 
     # ------------------------------------------------------------------ lifecycle
     @override
@@ -236,15 +239,35 @@ class GRPOModule(VideoPolicyModule):
         group = self.hparams.group_size
         if self.group_buffer is None:
             self.group_buffer = GroupBuffer(group, num_prompts, self.hparams.max_sampling_rounds)
-        self.group_buffer.add(total.detach().cpu(), split_groups(rollout, group))
-        if not self.group_buffer.done:
+        buffer = self.group_buffer
+        buffer.add(total.detach().cpu(), split_groups(rollout, group))
+        # Ranks update together (their gradients are reduced together) and on as many groups, so the mini-batch
+        # counts match: every rank waits until all are done, then all take the fewest groups any rank has.
+        all_done, fewest = self._min_over_ranks(int(buffer.done), min(len(buffer), num_prompts))
+        if not all_done:
             return None
-        taken = self.group_buffer.take()
+        taken = buffer.take(limit=fewest)
         self.log("rollout/kept_groups", float(taken.kept_groups), batch_size=num_prompts)
         self.log("rollout/sampling_rounds", float(taken.rounds), batch_size=num_prompts)
         if taken.kept_groups == 0:
+            self._skipped_updates += 1
+            if self._skipped_updates == 1:
+                rank_zero_warn(
+                    f"dynamic sampling found no group whose rewards differ in {taken.rounds} batch(es) (on some "
+                    "rank); the update is skipped. If this repeats (`rollout/skipped_updates`), training makes no "
+                    "progress: check the rewards, or raise max_sampling_rounds or the temperature"
+                )
+            self.log("rollout/skipped_updates", float(self._skipped_updates), batch_size=num_prompts)
             return None
         return merge_rollouts(taken.payloads, self.tokenizer.pad_token_id), taken.rewards.to(total.device)
+
+    def _min_over_ranks(self, *values: int) -> list[int]:
+        """Each value's minimum over all ranks (the values themselves in a single process)."""
+        if self.trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+        return tensor.tolist()
 
     @property
     def logprob_temperature(self) -> float:

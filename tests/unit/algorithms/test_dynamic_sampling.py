@@ -29,12 +29,11 @@ def test_buffer_reaches_target_in_order_and_discards_surplus() -> None:
         assert not buffer.done
         buffer.add(rewards, payloads)
     assert buffer.done and len(buffer) == 4
-    with pytest.raises(RuntimeError, match="call take"):
-        buffer.add(torch.tensor([0.0, 1.0]), ["g"])
+    buffer.add(torch.tensor([0.0, 1.0]), ["g"])  # past the target (a rank waiting for its peers): surplus
     batch = buffer.take()
     assert batch.payloads == ["a", "c", "e"]
     assert batch.rewards.tolist() == [0.0, 1.0, 0.0, 0.5, 1.0, 0.0]
-    assert (batch.rounds, batch.kept_groups, batch.dropped_groups, batch.surplus_groups) == (2, 3, 2, 1)
+    assert (batch.rounds, batch.kept_groups, batch.dropped_groups, batch.surplus_groups) == (3, 3, 2, 2)
     assert batch.complete
     assert len(buffer) == 0 and buffer.rounds == 0 and not buffer.done  # ready for the next step
 
@@ -49,6 +48,16 @@ def test_buffer_stops_at_max_rounds_with_what_it_has() -> None:
     assert not batch.complete
     assert batch.payloads[0] is payload  # opaque payloads are passed through untouched
     assert (batch.rounds, batch.kept_groups, batch.dropped_groups, batch.surplus_groups) == (2, 1, 3, 0)
+
+
+def test_buffer_refuses_rounds_past_its_limit_and_takes_at_most_a_limit() -> None:
+    buffer = GroupBuffer(group_size=2, target_groups=3, max_rounds=1)
+    buffer.add(torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.5]), ["a", "b", "c"])
+    with pytest.raises(RuntimeError, match=r"used its 1 round\(s\); call take"):
+        buffer.add(torch.tensor([0.0, 1.0]), ["d"])
+    batch = buffer.take(limit=2)  # a peer rank found only two informative groups
+    assert batch.payloads == ["a", "b"] and (batch.kept_groups, batch.surplus_groups) == (2, 1)
+    assert not batch.complete
 
 
 def test_buffer_with_nothing_kept_returns_an_empty_batch() -> None:

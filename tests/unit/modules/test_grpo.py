@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
+import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from _grpo_fit import fit_grpo, grpo_data
+from longvila_r1.callbacks import RolloutCallback
 from longvila_r1.data.records import load_records
 from longvila_r1.modules import GRPOModule
 from longvila_r1.modules.grpo_batch import RolloutBatch, merge_rollouts
@@ -189,3 +194,65 @@ def test_old_and_reference_logprobs_use_the_sampling_temperature(synth_dir):
     torch.testing.assert_close(old, cooled, rtol=0, atol=1e-6)
     torch.testing.assert_close(ref, cooled, rtol=0, atol=1e-6)  # the reference starts as a copy of the policy
     assert not torch.allclose(old, plain)
+
+
+def _resumable_fit(module, synth_dir, root, steps: int, save_every: int | None = None, ckpt_path=None):
+    callbacks = [RolloutCallback()]
+    if save_every:
+        callbacks.append(ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=save_every, save_top_k=-1))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=bool(save_every),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=root,
+    )
+    trainer.fit(module, datamodule=grpo_data(synth_dir), ckpt_path=ckpt_path)
+    return trainer
+
+
+class _TextLengthParity(Reward):
+    """Differs within most groups even when every response runs to the token limit (the random model's do)."""
+
+    def score(self, sample):
+        return float(len(sample.response) % 2)
+
+
+RESUME_SETTINGS = {
+    # Two optimizer steps per batch (two mini-batches of one prompt).
+    "mini-batches": {"mini_batch_prompts": 1},
+    # Updates that wait for informative groups over several batches (no step for a batch that fills nothing).
+    "dynamic sampling": {"dynamic_sampling": True, "rewards": [_TextLengthParity()], "max_sampling_rounds": 2},
+}
+
+
+@pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")
+@pytest.mark.parametrize("settings", list(RESUME_SETTINGS.values()), ids=list(RESUME_SETTINGS))
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(synth_dir, tmp_path, settings):
+    settings = {**settings, "temperature": 1.0, "max_new_tokens": 8}
+    straight = _module(**settings)
+    _resumable_fit(straight, synth_dir, tmp_path / "a", steps=6)
+    _resumable_fit(_module(**settings), synth_dir, tmp_path / "b", steps=6, save_every=1)
+    # The first checkpoint from step 2 on (a dynamic-sampling update may take one or two steps).
+    saved = {int(path.stem.split("step=")[1]): path for path in (tmp_path / "b" / "ckpt").glob("*.ckpt")}
+    mid_run = saved[min(step for step in saved if 2 <= step < 6)]
+    pl.seed_everything(123)  # the resumed run must not depend on the seed state at restart
+    resumed = _module(**settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _resumable_fit(resumed, synth_dir, tmp_path / "c", steps=6, ckpt_path=mid_run)
+    assert not [w for w in caught if "not resumable" in str(w.message)]  # Lightning knows the loader resumes
+    assert trainer.global_step == 6
+    initial = {n: p.detach().clone() for n, p in _module(**settings).policy.named_parameters()}
+    expected = {n: p.detach() for n, p in straight.policy.named_parameters()}
+    assert any(not torch.equal(expected[n], initial[n]) for n in expected), "training did not change any weight"
+    for name, param in resumed.policy.named_parameters():
+        torch.testing.assert_close(param.detach(), expected[name], rtol=0, atol=1e-6, msg=name)
+    # The frozen reference is the starting policy, not the checkpoint's.
+    for name, param in resumed._reference[0].named_parameters():
+        torch.testing.assert_close(param, initial[name], rtol=0, atol=0, msg=name)
