@@ -14,6 +14,7 @@ exact. Measured: FSDP and DDP losses and weights bit-identical for both fits; th
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -22,6 +23,8 @@ import torch
 import torch.distributed as dist
 
 from longvila_r1.data.datamodule import LongVideoReasonDataModule
+from longvila_r1.data.records import load_records
+from longvila_r1.data.sampler import ResumableSampler
 from longvila_r1.models import VideoLMPolicy
 from longvila_r1.modules import CoTSFTModule, GRPOModule
 from longvila_r1.modules.export import export_checkpoint
@@ -226,6 +229,62 @@ def test_grpo_dynamic_sampling_ranks_update_together(synth_dir, tmp_path):
         assert all(row["rollout/sampling_rounds"] == 2 for row in updates)
     initial = _weights(_grpo_module())
     assert any(not torch.equal(p, initial[n]) for n, p in _weights(module).items()), "training changed no weight"
+
+
+def _corrupt_a_video_only_rank1_reads_first(data_dir: Path, batch_size: int) -> str:
+    """Overwrite the video of a sample of rank 1's first batch that rank 0's first batch does not use."""
+    records = load_records(data_dir / "train.jsonl")
+    first_batches = [
+        [records[i].videos for i in list(ResumableSampler(len(records), seed=0, num_replicas=2, rank=rank))]
+        for rank in (0, 1)
+    ]
+    first_batches = [videos[:batch_size] for videos in first_batches]
+    video = next(v for v in first_batches[1] if v not in first_batches[0])
+    (data_dir / video).write_bytes(b"not a video")
+    return video
+
+
+@pytest.mark.timeout(300)
+def test_grpo_ranks_that_lost_samples_still_update_together(synth_dir, tmp_path):
+    # Rank 1's first batch loses a prompt to on_error=skip: with one optimizer step per prompt, it would take one
+    # step where rank 0 takes two, and rank 0's second gradient all-reduce would wait forever.
+    data_dir = tmp_path / "data"
+    shutil.copytree(synth_dir, data_dir)
+    _corrupt_a_video_only_rank1_reads_first(data_dir, batch_size=2)
+    data = LongVideoReasonDataModule(
+        data_dir=str(data_dir), task="rl", num_frames=8, batch_size=2, eval_batch_size=2, on_error="skip"
+    )
+    module = _grpo_module()
+    metrics = _fit(module, data, tmp_path / "run", 1, False, max_steps=4)
+    assert [len(rows) for rows in metrics] == [3, 3]  # 1 + 2 + 1 optimizer steps: the first batch used 1 prompt
+
+
+def _data_where_rank1_loses_its_first_batch(synth_dir, tmp_path: Path) -> LongVideoReasonDataModule:
+    data_dir = tmp_path / "data"
+    shutil.copytree(synth_dir, data_dir)
+    _corrupt_a_video_only_rank1_reads_first(data_dir, batch_size=1)
+    return LongVideoReasonDataModule(
+        data_dir=str(data_dir), num_frames=8, batch_size=1, eval_batch_size=1, on_error="skip"
+    )
+
+
+@pytest.mark.timeout(300)
+def test_sft_takes_a_zero_step_on_every_rank_when_one_lost_its_whole_batch(synth_dir, tmp_path):
+    # Batches of one: rank 1's first batch is empty after on_error=skip. Stepping on rank 0 alone would leave its
+    # gradient all-reduce waiting forever, and Lightning refuses a skipped step in distributed training: every
+    # rank takes a zero-gradient step instead, and the run goes on.
+    data = _data_where_rank1_loses_its_first_batch(synth_dir, tmp_path)
+    metrics = _fit(_sft_module(), data, tmp_path / "run", 1, False, max_steps=3)
+    assert [len(rows) for rows in metrics] == [3, 3]
+    for rows in metrics:  # no rank scored the first batch (both took the zero step); both trained on the next two
+        assert "train/loss" not in rows[0] and all("train/loss" in row for row in rows[1:])
+
+
+@pytest.mark.timeout(300)
+def test_sharded_sft_names_the_batch_every_sample_of_which_was_skipped(synth_dir, tmp_path):
+    data = _data_where_rank1_loses_its_first_batch(synth_dir, tmp_path)
+    with pytest.raises(Exception, match="every sample of batch 0 was skipped"):
+        _fit(_sft_module(), data, tmp_path / "run", 1, True, max_steps=3)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

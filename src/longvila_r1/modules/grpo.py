@@ -28,7 +28,14 @@ from longvila_r1.data.processing import processor_config_for
 from longvila_r1.models import VideoEmbeddings, VideoLMPolicy
 from longvila_r1.models.generation import GenerationOutput
 from longvila_r1.models.logprobs import score_mask
-from longvila_r1.modules.grpo_batch import RolloutBatch, group_rows, merge_rollouts, reward_inputs, split_groups
+from longvila_r1.modules.grpo_batch import (
+    RolloutBatch,
+    group_rows,
+    merge_rollouts,
+    reward_inputs,
+    select_groups,
+    split_groups,
+)
 from longvila_r1.modules.policy_module import VideoPolicyModule
 from longvila_r1.parallel import use_ulysses_attention
 from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardSet
@@ -165,7 +172,10 @@ class GRPOModule(VideoPolicyModule):
     # ------------------------------------------------------------------ the step
     @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if batch["size"] == 0:  # every sample was skipped (on_error=skip)
+        # Ranks update on as many prompts, so their optimizer steps (one per mini-batch) pair up: with samples
+        # skipped under on_error=skip, all use the fewest any rank has, and a batch left empty skips the step.
+        fewest = self.min_over_ranks(batch["size"])[0]
+        if fewest == 0:
             return
         with self._timed("encode"):
             embeddings = self.prompt_embeddings(batch)  # 1. one encoding per video
@@ -178,7 +188,7 @@ class GRPOModule(VideoPolicyModule):
                 return  # refill from the next batch before updating
             rollout, total = collected
         else:
-            total = scores.total
+            rollout, total = self.first_groups(rollout, scores.total, fewest)
         advantages = group_advantages(total, self.hparams.group_size, self.hparams.advantage_mode)  # 4.
         with self._timed("logprob"):
             old_logp, ref_logp = self.reference_logprobs(rollout)  # 5. same embeddings, no re-encoding
@@ -243,7 +253,7 @@ class GRPOModule(VideoPolicyModule):
         buffer.add(total.detach().cpu(), split_groups(rollout, group))
         # Ranks update together (their gradients are reduced together) and on as many groups, so the mini-batch
         # counts match: every rank waits until all are done, then all take the fewest groups any rank has.
-        all_done, fewest = self._min_over_ranks(int(buffer.done), min(len(buffer), num_prompts))
+        all_done, fewest = self.min_over_ranks(int(buffer.done), min(len(buffer), num_prompts))
         if not all_done:
             return None
         taken = buffer.take(limit=fewest)
@@ -261,13 +271,12 @@ class GRPOModule(VideoPolicyModule):
             return None
         return merge_rollouts(taken.payloads, self.tokenizer.pad_token_id), taken.rewards.to(total.device)
 
-    def _min_over_ranks(self, *values: int) -> list[int]:
-        """Each value's minimum over all ranks (the values themselves in a single process)."""
-        if self.trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
-            return list(values)
-        tensor = torch.tensor(values, dtype=torch.long, device=self.device)
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
-        return tensor.tolist()
+    def first_groups(self, rollout: RolloutBatch, total: torch.Tensor, count: int) -> tuple[RolloutBatch, torch.Tensor]:
+        """The rollout and rewards of the first ``count`` prompts (all of them when it has no more)."""
+        if rollout.num_prompts <= count:
+            return rollout, total
+        group = self.hparams.group_size
+        return select_groups(rollout, range(count), group), total[: count * group]
 
     @property
     def logprob_temperature(self) -> float:

@@ -101,6 +101,18 @@ class VideoPolicyModule(pl.LightningModule):
         layout = getattr(self._trainer.strategy, "parallel_layout", None) if self._trainer is not None else None
         return layout.dp_rank if layout is not None else self.global_rank
 
+    def min_over_ranks(self, *values: int) -> list[int]:
+        """Each value's minimum over all ranks (the values themselves in a single process).
+
+        Ranks must take the same path through a training step (their gradients are reduced together), so
+        per-rank decisions such as "this batch lost every sample to on_error=skip" are made on the minimum.
+        """
+        if self._trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+        return tensor.tolist()
+
     def encode_batch_videos(self, batch: dict[str, Any]) -> VideoEmbeddings:
         """Video embeddings of a collated batch (the vision tower runs here, frame-sharded under MR-SP)."""
         seconds = batch["second_per_grid_ts"] if self.policy.family == "qwen2_5_vl" else None

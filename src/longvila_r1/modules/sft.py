@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 from typing_extensions import override
 
 from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
@@ -57,14 +58,30 @@ class CoTSFTModule(VideoPolicyModule):
 
     _step_started: float | None = None
 
+    def _zero_step_loss(self) -> torch.Tensor:
+        # Lightning refuses a step that returns None in distributed training, so every rank takes a step whose
+        # gradients are all zero (AdamW's moments still decay by one step).
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        if any(isinstance(p, DTensor) for p in trainable):
+            raise RuntimeError(
+                f"every sample of batch {self.trainer.fit_loop.batch_idx} was skipped (on_error=skip) on at least "
+                "one rank; with shard_parameters=True such a step cannot be skipped. Use a larger batch_size or "
+                "remove the bad videos (the skipped samples are logged above)"
+            )
+        return sum(p.sum() for p in trainable) * 0.0
+
     @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
 
     @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if batch["size"] == 0:  # every sample of the batch was skipped (on_error=skip)
-            return None
+        # Every sample of the batch was skipped (on_error=skip), here or on another rank: all ranks skip together
+        # (a rank that stepped alone would wait forever for the others' gradients).
+        if self.min_over_ranks(batch["size"])[0] == 0:
+            if self.trainer.world_size == 1:
+                return None
+            return self._zero_step_loss()
         embeddings = self.encode_batch_videos(batch)  # the vision tower runs once per video, with gradients
         labels = batch["labels"]
         # Only the labelled tokens reach the LM head (no [B, S, V] logits); sequence-parallel under MR-SP.
