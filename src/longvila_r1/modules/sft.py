@@ -60,7 +60,7 @@ class CoTSFTModule(VideoPolicyModule):
 
     def _zero_step_loss(self) -> torch.Tensor:
         # Lightning refuses a step that returns None in distributed training, so every rank takes a step whose
-        # gradients are all zero (AdamW's moments still decay by one step).
+        # gradients are all zero (the optimizer still steps: AdamW moves the weights by its momentum and decay).
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         if any(isinstance(p, DTensor) for p in trainable):
             raise RuntimeError(
