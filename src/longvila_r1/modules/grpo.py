@@ -250,10 +250,12 @@ class GRPOModule(VideoPolicyModule):
         if self.group_buffer is None:
             self.group_buffer = GroupBuffer(group, num_prompts, self.hparams.max_sampling_rounds)
         buffer = self.group_buffer
+        # The target is the full batch: a first batch that lost samples to on_error=skip must not shrink it for good.
+        buffer.target_groups = max(buffer.target_groups, num_prompts)
         buffer.add(total.detach().cpu(), split_groups(rollout, group))
         # Ranks update together (their gradients are reduced together) and on as many groups, so the mini-batch
         # counts match: every rank waits until all are done, then all take the fewest groups any rank has.
-        all_done, fewest = self.min_over_ranks(int(buffer.done), min(len(buffer), num_prompts))
+        all_done, fewest = self.min_over_ranks(int(buffer.done), min(len(buffer), buffer.target_groups))
         if not all_done:
             return None
         taken = buffer.take(limit=fewest)
