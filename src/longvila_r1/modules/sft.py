@@ -63,11 +63,10 @@ class CoTSFTModule(VideoPolicyModule):
         # gradients are all zero (the optimizer still steps: AdamW moves the weights by its momentum and decay).
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         if any(isinstance(p, DTensor) for p in trainable):
-            raise RuntimeError(
-                f"every sample of batch {self.trainer.fit_loop.batch_idx} was skipped (on_error=skip) on at least "
-                "one rank; with shard_parameters=True such a step cannot be skipped. Use a larger batch_size or "
-                "remove the bad videos (the skipped samples are logged above)"
-            )
+            # Sharded: gradients must come through the sharded modules' forward, whose backward hooks
+            # reduce-scatter them; a one-token text forward runs every decoder layer.
+            ids = torch.full((1, 1), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+            return self.policy.model(input_ids=ids).logits.sum() * 0.0
         return sum(p.sum() for p in trainable) * 0.0
 
     @override
