@@ -151,7 +151,9 @@ class GroupBuffer:
 
         ``limit`` lets data-parallel ranks update on the same number of groups (the fewest any rank has).
         """
-        count = min(len(self), self.target_groups, self.target_groups if limit is None else limit)
+        count = min(len(self), self.target_groups)
+        if limit is not None:
+            count = min(count, limit)
         rewards = torch.cat(self._rewards[:count]) if count else torch.zeros(0)
         batch = GroupBatch(
             payloads=self._payloads[:count],

@@ -107,11 +107,10 @@ class VideoPolicyModule(pl.LightningModule):
         Ranks must take the same path through a training step (their gradients are reduced together), so
         per-rank decisions such as "this batch lost every sample to on_error=skip" are made on the minimum.
         """
-        if self._trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+        if self._trainer is None:
             return list(values)
         tensor = torch.tensor(values, dtype=torch.long, device=self.device)
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
-        return tensor.tolist()
+        return self.trainer.strategy.reduce(tensor, reduce_op="min").tolist()  # as is on a single device
 
     def encode_batch_videos(self, batch: dict[str, Any]) -> VideoEmbeddings:
         """Video embeddings of a collated batch (the vision tower runs here, frame-sharded under MR-SP)."""
