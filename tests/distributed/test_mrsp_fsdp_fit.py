@@ -84,7 +84,7 @@ def _weights(module) -> dict[str, torch.Tensor]:
 
 def _assert_weights_close(got: dict, want: dict, **tol) -> None:
     for name, tensor in want.items():
-        torch.testing.assert_close(got[name], tensor, **tol, msg=name)
+        torch.testing.assert_close(got[name], tensor, **tol, msg=lambda detail, name=name: f"{name}: {detail}")
 
 
 def _assert_metrics_close(got: list, want: list) -> None:
@@ -95,8 +95,8 @@ def _assert_metrics_close(got: list, want: list) -> None:
                 torch.testing.assert_close(row_got[key], value, **LOSS_TOL, msg=key)
 
 
-def _sft_module() -> CoTSFTModule:
-    return CoTSFTModule(path="tiny", seed=0, freeze_vision=True, eval_max_new_tokens=8)
+def _sft_module(freeze_vision: bool = True) -> CoTSFTModule:
+    return CoTSFTModule(path="tiny", seed=0, freeze_vision=freeze_vision, eval_max_new_tokens=8)
 
 
 def _sft_data(synth_dir) -> LongVideoReasonDataModule:
@@ -268,21 +268,44 @@ def _data_where_rank1_loses_its_first_batch(synth_dir, tmp_path: Path) -> LongVi
     )
 
 
-@pytest.mark.timeout(300)
-def test_sft_takes_a_zero_step_on_every_rank_when_one_lost_its_whole_batch(synth_dir, tmp_path):
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("freeze_vision", [True, False], ids=["frozen_vision", "trained_vision"])
+def test_sft_ranks_skip_together_when_one_lost_its_whole_batch(synth_dir, tmp_path, freeze_vision):
     # Batches of one: rank 1's first batch is empty after on_error=skip. Stepping on rank 0 alone would leave its
     # gradient all-reduce waiting forever, and Lightning refuses a skipped step in distributed training: every
-    # rank takes a zero-gradient step instead, and the run goes on, sharded or not, to the same weights.
+    # rank runs a zero-gradient backward whose gradients are dropped, so the first update moves nothing (not even
+    # AdamW's decay), and the run goes on, sharded or not, to the same weights.
+    initial = _weights(_sft_module(freeze_vision))
     weights = {}
     for name, shard in (("ddp", False), ("fsdp", True)):
-        module = _sft_module()
+        module = _sft_module(freeze_vision)
         data = _data_where_rank1_loses_its_first_batch(synth_dir, tmp_path / name)
         metrics = _fit(module, data, tmp_path / name / "run", 1, shard, max_steps=3)
         assert [len(rows) for rows in metrics] == [3, 3]
-        for rows in metrics:  # no rank scored the first batch (all took the zero step); all trained on the next
+        for rows in metrics:  # no rank scored the first batch (all skipped it); all trained on the next
             assert "train/loss" not in rows[0] and all("train/loss" in row for row in rows[1:])
+        after_skip = torch.load(tmp_path / name / "run" / "ckpt" / "epoch=0-step=1.ckpt", weights_only=False)
+        after_skip = {k.removeprefix("policy."): v for k, v in after_skip["state_dict"].items()}
+        for key, tensor in initial.items():
+            assert torch.equal(after_skip[key], tensor), f"{name}: the skipped update moved {key}"
         weights[name] = _weights(module)
+        assert any(not torch.equal(p, initial[k]) for k, p in weights[name].items()), "training changed no weight"
     _assert_weights_close(weights["fsdp"], weights["ddp"], **WEIGHT_TOL)
+    # The step-1 checkpoint holds an optimizer that never stepped: resuming from it ends where the run ended.
+    resumed = _sft_module(freeze_vision)
+    data = LongVideoReasonDataModule(
+        data_dir=str(tmp_path / "fsdp" / "data"), num_frames=8, batch_size=1, eval_batch_size=1, on_error="skip"
+    )
+    _fit(
+        resumed,
+        data,
+        tmp_path / "resumed",
+        1,
+        True,
+        max_steps=3,
+        ckpt_path=tmp_path / "fsdp" / "run" / "ckpt" / "epoch=0-step=1.ckpt",
+    )
+    _assert_weights_close(_weights(resumed), weights["fsdp"], **WEIGHT_TOL)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

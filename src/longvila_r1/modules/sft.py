@@ -57,10 +57,12 @@ class CoTSFTModule(VideoPolicyModule):
     """
 
     _step_started: float | None = None
+    _window_batches = 0  # batches with data since the last optimizer step (gradient accumulation window)
 
     def _zero_step_loss(self) -> torch.Tensor:
-        # Lightning refuses a step that returns None in distributed training, so every rank takes a step whose
-        # gradients are all zero (the optimizer still steps: AdamW moves the weights by its momentum and decay).
+        # Lightning refuses a step that returns None in distributed training, so every rank runs a backward whose
+        # gradients are all zero; on_before_optimizer_step then drops them, so the optimizer leaves every weight
+        # and moment as it was (as a skipped step in a single process does).
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         if any(isinstance(p, DTensor) for p in trainable):
             # Sharded: gradients must come through the sharded modules' forward, whose backward hooks
@@ -81,6 +83,7 @@ class CoTSFTModule(VideoPolicyModule):
             if self.trainer.world_size == 1:
                 return None
             return self._zero_step_loss()
+        self._window_batches += 1
         embeddings = self.encode_batch_videos(batch)  # the vision tower runs once per video, with gradients
         labels = batch["labels"]
         # Only the labelled tokens reach the LM head (no [B, S, V] logits); sequence-parallel under MR-SP.
@@ -97,6 +100,14 @@ class CoTSFTModule(VideoPolicyModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/response_tokens", response_tokens.float(), batch_size=size)
         return loss
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._window_batches == 0:
+            # Only zero steps since the last update (all ranks agree): without gradients AdamW skips every
+            # parameter, so neither momentum nor weight decay moves a weight, sharded or not, vision trained or not.
+            optimizer.zero_grad(set_to_none=True)
+        self._window_batches = 0
 
     @override
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -135,8 +135,17 @@ def full_model_state_dict(module: nn.Module) -> dict[str, Any]:
 
 
 def full_optimizer_state_dict(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The unsharded optimizer state (collective), keyed by parameter name, on rank 0's CPU."""
-    return get_optimizer_state_dict(module, optimizer, options=SAVE_OPTIONS)
+    """The unsharded optimizer state (collective), keyed by parameter name, on rank 0's CPU.
+
+    An optimizer that has not stepped yet is saved empty and left empty: torch fills an empty state by running
+    a zero-learning-rate step, which would count a step in AdamW's bias correction, so a checkpoint taken before
+    the first update (or after updates skipped together) would change the training that follows it.
+    """
+    if optimizer.state:
+        return get_optimizer_state_dict(module, optimizer, options=SAVE_OPTIONS)
+    state = get_optimizer_state_dict(module, optimizer, options=SAVE_OPTIONS)
+    optimizer.state.clear()
+    return {**state, "state": {}}
 
 
 def load_full_model_state_dict(module: nn.Module, state_dict: dict[str, Any], strict: bool = True) -> None:
@@ -148,6 +157,8 @@ def load_full_model_state_dict(module: nn.Module, state_dict: dict[str, Any], st
 def load_full_optimizer_state_dict(module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Load what :func:`full_optimizer_state_dict` saved into the optimizer of a sharded module."""
     set_optimizer_state_dict(module, optimizer, state, options=LOAD_OPTIONS)
+    if not state["state"]:  # saved before any update: torch's zero-lr initialisation step must not count
+        optimizer.state.clear()
 
 
 def _blocks(policy: nn.Module) -> list[nn.Module]:
