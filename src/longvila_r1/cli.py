@@ -82,7 +82,10 @@ def export_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     from longvila_r1.modules.export import export_checkpoint
 
-    output = export_checkpoint(args.ckpt, args.output)
+    try:
+        output = export_checkpoint(args.ckpt, args.output)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        parser.exit(2, f"longvila-r1 export: error: {exc}\n")
     print(f"exported {args.ckpt} to {output} (load it with `model.path: {output}`)")
     return 0
 
@@ -110,10 +113,14 @@ def curves_main(argv: Sequence[str]) -> int:
 
 def lightning_main(argv: Sequence[str]) -> int:
     """``fit`` / ``validate`` / ``test`` through :class:`~longvila_r1.lightning_cli.LongVilaCLI`."""
-    from longvila_r1.lightning_cli import run_lightning_cli
+    from longvila_r1.lightning_cli import ConfigError, run_lightning_cli
     from longvila_r1.strategies.launcher import leave_process_group
 
-    run_lightning_cli(list(argv))
+    try:
+        run_lightning_cli(list(argv))
+    except ConfigError as exc:  # a value a constructor refused: one line naming the config section
+        print(f"longvila-r1 {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
     # Under torchrun each rank runs this script: leave the process group together before exiting, as the
     # spawn launcher's workers do (an undestroyed gloo group can abort a rank at exit).
     leave_process_group()

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 from typing_extensions import override
 
 from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.modules.policy_module import VideoPolicyModule
+
+
+class ConfigError(ValueError):
+    """A class named in the config refused its arguments: the config section, the class and the reason."""
 
 
 class LongVilaCLI(LightningCLI):
@@ -24,6 +32,20 @@ class LongVilaCLI(LightningCLI):
         # One source of truth: the data module tokenises and preprocesses for the model being trained.
         parser.link_arguments("model.init_args.path", "data.init_args.model_path")
         parser.link_arguments("model.init_args.family", "data.init_args.model_family")
+
+    @override
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, OSError) as error:
+            # jsonargparse reports a constructor's refusal as "Does not validate against any of the Union
+            # subtypes" with the whole config namespace; the constructor's own message is the cause it wraps.
+            cause = _innermost_cause(error)
+            if cause is error:
+                raise
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            where = _section_that_raised(cause, config)
+            raise ConfigError(f"{where}: {cause}" if where else str(cause)) from error
 
 
 def run_lightning_cli(args: Sequence[str], run: bool = True) -> LongVilaCLI:
@@ -44,3 +66,37 @@ def run_lightning_cli(args: Sequence[str], run: bool = True) -> LongVilaCLI:
         args=list(args),
         run=run,
     )
+
+
+def _innermost_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def _section_that_raised(error: BaseException, config: Any) -> str | None:
+    """``"model (longvila_r1.modules.GRPOModule)"``: the configured class whose constructor raised ``error``."""
+    frames = [frame.filename for frame in traceback.extract_tb(error.__traceback__)]
+    for key, class_path in _class_paths(config):
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+            files = {inspect.getsourcefile(base) for base in cls.__mro__ if base.__module__.startswith(module_name)}
+        except (ImportError, AttributeError, TypeError):
+            continue
+        if files & set(frames):
+            return f"{key} ({class_path})"
+    return None
+
+
+def _class_paths(config: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``(key, class_path)`` of a parsed config: ``("model", ...)``, ``("trainer.callbacks[0]", ...)``."""
+    for key, value in config.items():  # a jsonargparse Namespace iterates flattened: "model.class_path", ...
+        name = f"{prefix}.{key}" if prefix else key
+        section, _, leaf = name.rpartition(".")
+        if leaf == "class_path" and isinstance(value, str):
+            yield section, value
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if hasattr(item, "items"):
+                    yield from _class_paths(item, f"{name}[{index}]")

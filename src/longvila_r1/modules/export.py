@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -22,7 +23,10 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path) -> Path:
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_path} not found")
-    header = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        header = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:  # truncated copy, not a checkpoint
+        raise ValueError(f"{ckpt_path} is not a readable checkpoint ({exc})") from exc
     info = header.get(CHECKPOINT_KEY)
     if info is None:
         raise ValueError(f"{ckpt_path} was not written by a longvila-r1 module (no '{CHECKPOINT_KEY}' entry)")
