@@ -20,6 +20,8 @@ from longvila_r1.strategies.mrsp import sequence_parallel_group
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "longvila_r1"
+# Preset fields the data preprocessing must agree with; `preset_overrides` may not change them.
+PATCHING_FIELDS = ("patch_size", "merge_size", "temporal_patch_size")
 
 
 class VideoPolicyModule(pl.LightningModule):
@@ -70,6 +72,15 @@ class VideoPolicyModule(pl.LightningModule):
         if eval_samples < 0 or eval_temperature <= 0:
             raise ValueError(
                 f"eval_samples must be >= 0 and eval_temperature > 0, got {eval_samples} and {eval_temperature}"
+            )
+        patching = sorted(set(preset_overrides or {}) & set(PATCHING_FIELDS))
+        if patching:
+            # The data module preprocesses by the preset's name (`processor_config_for(path)`), which knows nothing
+            # of the overrides: a changed patching would feed 14-px patches to a tower built for others and fail
+            # deep inside the vision tower's patch embedding, and `export` would write the wrong processor config.
+            raise ValueError(
+                f"preset_overrides {patching} change the video patching, which the data preprocessing of "
+                f"path={path!r} does not follow; override only the model's sizes (layers, widths, heads)"
             )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler

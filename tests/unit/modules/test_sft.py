@@ -178,3 +178,14 @@ def test_sampled_answers_come_from_the_same_prompts_as_the_greedy_ones(synth_dir
 def test_rejects_invalid_sampled_validation_settings(samples, temperature):
     with pytest.raises(ValueError, match="eval_samples must be >= 0 and eval_temperature > 0"):
         CoTSFTModule(path="tiny", eval_samples=samples, eval_temperature=temperature)
+
+
+@pytest.mark.parametrize("field", ["patch_size", "merge_size", "temporal_patch_size"])
+def test_rejects_preset_overrides_that_change_the_video_patching(field):
+    # The data module preprocesses by the preset's name; a tower built for other patches would fail deep inside.
+    with pytest.raises(ValueError, match=f"preset_overrides \\['{field}'\\] change the video patching"):
+        CoTSFTModule(path="tiny", preset_overrides={field: 4})
+    assert (
+        CoTSFTModule(path="tiny", preset_overrides={"text_layers": 1}).policy.model.config.text_config.num_hidden_layers
+        == 1
+    )
