@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -150,6 +151,11 @@ class GRPOModule(VideoPolicyModule):
 
     @override
     def on_fit_start(self) -> None:
+        # Lightning warns that a checkpoint taken under manual optimisation holds the weights after the optimizer
+        # step. For GRPO that is the state to resume from: the checkpoint's global_step counts that step, and a
+        # resumed run goes on from the next batch with the weights of an uninterrupted one (test_grpo.py's
+        # resume test). Set here, not at import, so that it holds inside a caller's warnings.catch_warnings.
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         self._reference[0].to("cpu" if self.hparams.reference_on_cpu else self.device)
         if not self.rollout_engine.is_setup:  # no RolloutCallback: run with the defaults
             self.rollout_engine.setup(self.policy)

@@ -231,13 +231,15 @@ RESUME_SETTINGS = {
 }
 
 
-@pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")
 @pytest.mark.parametrize("settings", list(RESUME_SETTINGS.values()), ids=list(RESUME_SETTINGS))
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(synth_dir, tmp_path, settings):
     settings = {**settings, "temperature": 1.0, "max_new_tokens": 8}
     straight = _module(**settings)
     _resumable_fit(straight, synth_dir, tmp_path / "a", steps=6)
-    _resumable_fit(_module(**settings), synth_dir, tmp_path / "b", steps=6, save_every=1)
+    with warnings.catch_warnings(record=True) as caught:
+        _resumable_fit(_module(**settings), synth_dir, tmp_path / "b", steps=6, save_every=1)
+    # The after-step checkpoint is the one to resume from, so Lightning's manual-optimisation warning is muted.
+    assert not [w for w in caught if "manual optimization" in str(w.message)]
     # The first checkpoint from step 2 on (a dynamic-sampling update may take one or two steps).
     saved = {int(path.stem.split("step=")[1]): path for path in (tmp_path / "b" / "ckpt").glob("*.ckpt")}
     mid_run = saved[min(step for step in saved if 2 <= step < 6)]
