@@ -9,6 +9,7 @@ from jsonargparse import ArgumentParser
 from longvila_r1.evaluation import VideoQAMetrics
 from longvila_r1.rewards import (
     AccuracyReward,
+    ConsistencyReward,
     FormatReward,
     OverlongReward,
     Reward,
@@ -74,6 +75,45 @@ def test_accuracy_require_format_and_finished() -> None:
 )
 def test_format(response: str, expected: float) -> None:
     assert FormatReward()(_inputs([response])).tolist() == [expected]
+
+
+def _concluding(option: str, letter: str) -> str:
+    reasoning = f'The circle came second. That matches the option "{option}". B. {OPTIONS[1]}: yes.'
+    return f"<think>{reasoning}</think><answer>{letter}</answer>"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (_concluding("blue circle", "B"), 1.0),  # concluded B, answered B
+        (_concluding("blue circle", "A"), 0.0),  # concluded B, answered A
+        (_concluding("red square", "A"), 1.0),  # consistent and wrong: consistency does not know the answer
+        (_concluding("Blue  Circle", "B"), 1.0),  # case and spacing do not matter
+        (_concluding("purple moon", "B"), 0.0),  # the conclusion is none of the options
+        (_concluding("blue circle", "B").replace("<answer>B</answer>", ""), 0.0),  # no answer
+        ("<think>the circle</think><answer>B</answer>", 0.0),  # no conclusion
+        # Only the last conclusion counts: the reasoning changed its mind.
+        (
+            '<think>That matches the option "red square". No: that matches the option "blue circle".</think>'
+            "<answer>B</answer>",
+            1.0,
+        ),
+    ],
+)
+def test_consistency(response: str, expected: float) -> None:
+    assert ConsistencyReward()(_inputs([response], options=OPTIONS)).tolist() == [expected]
+
+
+def test_consistency_without_options_custom_pattern_and_bad_patterns() -> None:
+    assert ConsistencyReward()(_inputs([_concluding("blue circle", "B")])).tolist() == [0.0]
+    reward = ConsistencyReward(conclusion_pattern=r"so it is the (?P<option>[a-z ]+?)\.")
+    assert reward(
+        _inputs(["<think>so it is the blue circle.</think><answer>B</answer>"], options=OPTIONS)
+    ).tolist() == [1.0]
+    with pytest.raises(ValueError, match="group named 'option'"):
+        ConsistencyReward(conclusion_pattern=r"matches (.*)")
+    with pytest.raises(ValueError, match="is not a regex"):
+        ConsistencyReward(conclusion_pattern=r"(?P<option>")
 
 
 def test_names_and_weights() -> None:
