@@ -19,11 +19,12 @@ import re
 
 from typing_extensions import override
 
+from longvila_r1.data.synth.questions import CONCLUSION_PHRASE
 from longvila_r1.evaluation.answer import LETTERS, extract_answer
 from longvila_r1.rewards.base import Reward, RewardInput
 
-# How the synthetic LongVideo-Reason chains of thought state their conclusion (longvila_r1.data.synth).
-SYNTHETIC_CONCLUSION = r'matches the option "(?P<option>[^"]*)"'
+# The conclusion of the synthetic LongVideo-Reason chains: `That matches the option "red square".`
+SYNTHETIC_CONCLUSION = re.escape(CONCLUSION_PHRASE) + r' "(?P<option>[^"]*)"'
 
 
 class ConsistencyReward(Reward):

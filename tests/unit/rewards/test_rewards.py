@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from jsonargparse import ArgumentParser
 
+from longvila_r1.data.synth.events import simulate_scene
+from longvila_r1.data.synth.questions import make_questions
 from longvila_r1.evaluation import VideoQAMetrics
 from longvila_r1.rewards import (
     AccuracyReward,
@@ -102,6 +105,20 @@ def _concluding(option: str, letter: str) -> str:
 )
 def test_consistency(response: str, expected: float) -> None:
     assert ConsistencyReward()(_inputs([response], options=OPTIONS)).tolist() == [expected]
+
+
+def test_consistency_reads_the_synthetic_chains() -> None:
+    scene = simulate_scene(np.random.default_rng([0, 1]), frames=128, fps=8.0, size=64, difficulty="easy")
+    records = make_questions(scene, np.random.default_rng(1), letters=[2, 0], categories=["temporal", "spatial"])
+    samples = [RewardInput(r["reasoning"], r["answer"], r["options"]) for r in records]
+    assert ConsistencyReward()(samples).tolist() == [1.0, 1.0]
+    # The same chains answering another letter disagree with their own conclusion.
+    other = {"A": "B", "B": "C", "C": "D", "D": "A"}
+    swapped = [
+        RewardInput(s.response.replace(f"<answer>{s.answer}<", f"<answer>{other[s.answer]}<"), s.answer, s.options)
+        for s in samples
+    ]
+    assert ConsistencyReward()(swapped).tolist() == [0.0, 0.0]
 
 
 def test_consistency_without_options_custom_pattern_and_bad_patterns() -> None:

@@ -27,6 +27,8 @@ from longvila_r1.data.synth.scene import Scene
 from longvila_r1.data.synth.templates import TEMPLATES
 
 LETTERS = "ABCD"
+# How every chain names its answer; longvila_r1.rewards.ConsistencyReward reads the chains by this phrase.
+CONCLUSION_PHRASE = "That matches the option"
 CATEGORIES = ("temporal", "goal_purpose", "spatial", "plot_narrative")
 
 
@@ -100,6 +102,6 @@ def reasoning_text(draft: Draft, options: Sequence[str], letter: int) -> str:
     checks = " ".join(f"{LETTERS[k]}. {option}: {'yes' if k == letter else 'no'}." for k, option in enumerate(options))
     return (
         f"<think>Checking the video, {body[:1].lower()}{body[1:]} {draft.conclusion}. "
-        f'That matches the option "{draft.answer}". {checks} '
+        f'{CONCLUSION_PHRASE} "{draft.answer}". {checks} '
         f"So the answer is {LETTERS[letter]}.</think><answer>{LETTERS[letter]}</answer>"
     )
