@@ -18,6 +18,10 @@ def _worker(rank: int, world: int, workdir: str, fn, args: tuple) -> None:
     try:
         result = fn(rank, world, *args)
         torch.save(result, Path(workdir, f"rank{rank}.pt"))
+        if dist.is_initialized():
+            # A rank that tears down its gloo group while a peer still finishes its last collective makes that
+            # peer fail with "connection closed by peer"; meet first. (On failure, mp.spawn kills the others.)
+            dist.barrier()
     finally:
         if dist.is_initialized():  # ``fn`` may have left the group itself
             dist.destroy_process_group()
