@@ -45,6 +45,8 @@ class VideoPolicyModule(pl.LightningModule):
         eval_max_new_tokens: generation budget per validation answer.
         eval_samples: sampled answers per validation question on top of the greedy one (0: greedy only).
         eval_temperature: sampling temperature of those answers (set it to the GRPO stage's).
+        vision_lr_scale: the vision tower's learning rate as a multiple of the optimizer's (its parameters form a
+            second parameter group; the LR schedule scales both groups alike). ``1.0`` trains everything alike.
         optimizer: optimizer factory over the trainable parameters (YAML ``class_path``, default AdamW).
         lr_scheduler: optional LR schedule factory, stepped every optimizer step (e.g.
             :class:`~longvila_r1.optim.WarmupCosineLR`).
@@ -63,6 +65,7 @@ class VideoPolicyModule(pl.LightningModule):
         eval_max_new_tokens: int = 256,
         eval_samples: int = 0,
         eval_temperature: float = 1.0,
+        vision_lr_scale: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -73,6 +76,8 @@ class VideoPolicyModule(pl.LightningModule):
             raise ValueError(
                 f"eval_samples must be >= 0 and eval_temperature > 0, got {eval_samples} and {eval_temperature}"
             )
+        if not vision_lr_scale > 0:
+            raise ValueError(f"vision_lr_scale must be > 0, got {vision_lr_scale}")
         patching = sorted(set(preset_overrides or {}) & set(PATCHING_FIELDS))
         if patching:
             # The data module preprocesses by the preset's name (`processor_config_for(path)`), which knows nothing
@@ -84,6 +89,7 @@ class VideoPolicyModule(pl.LightningModule):
             )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.vision_lr_scale = vision_lr_scale
         self.policy = VideoLMPolicy.build(
             path,
             family,
@@ -135,8 +141,17 @@ class VideoPolicyModule(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        vision = {id(p) for p in self.policy.vision_parameters()}
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        language_params = [p for p in trainable if id(p) not in vision]
+        vision_params = [p for p in trainable if id(p) in vision]
+        if self.vision_lr_scale == 1.0 or not vision_params:
+            optimizer = self.optimizer_factory(trainable)
+        else:
+            # The factory sets the base lr on every group; the vision group is rescaled before the LR schedule
+            # is built, so the schedule reads the scaled rate as that group's initial rate.
+            optimizer = self.optimizer_factory([{"params": language_params}, {"params": vision_params}])
+            optimizer.param_groups[1]["lr"] *= self.vision_lr_scale
         if self.lr_scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.lr_scheduler_factory(optimizer)

@@ -189,3 +189,32 @@ def test_rejects_preset_overrides_that_change_the_video_patching(field):
         CoTSFTModule(path="tiny", preset_overrides={"text_layers": 1}).policy.model.config.text_config.num_hidden_layers
         == 1
     )
+
+
+def test_vision_lr_scale_puts_the_vision_tower_in_its_own_scaled_group():
+    from functools import partial
+
+    from longvila_r1.optim import WarmupCosineLR
+
+    module = CoTSFTModule(
+        path="tiny",
+        vision_lr_scale=5.0,
+        optimizer=partial(torch.optim.AdamW, lr=1e-3),
+        lr_scheduler=partial(WarmupCosineLR, warmup_steps=2, total_steps=10),
+    )
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    language, vision = optimizer.param_groups
+    assert {id(p) for p in vision["params"]} == {id(p) for p in module.policy.vision_parameters()}
+    assert len(language["params"]) + len(vision["params"]) == len(list(module.policy.parameters()))
+    assert scheduler.base_lrs == pytest.approx([1e-3, 5e-3])
+    for _ in range(2):  # end of warm-up: both groups at their peak, in the same ratio
+        optimizer.step()
+        scheduler.step()
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([1e-3, 5e-3])
+    # A frozen vision tower has no group of its own; the default keeps a single group.
+    frozen = CoTSFTModule(path="tiny", vision_lr_scale=5.0, freeze_vision=True).configure_optimizers()
+    assert len(frozen["optimizer"].param_groups) == 1
+    assert len(CoTSFTModule(path="tiny").configure_optimizers()["optimizer"].param_groups) == 1
+    with pytest.raises(ValueError, match="vision_lr_scale must be > 0"):
+        CoTSFTModule(path="tiny", vision_lr_scale=0.0)
