@@ -50,6 +50,9 @@ class _MetricRecorder(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         torch.save(self.rows, self.workdir / f"metrics{trainer.global_rank}.pt")
+        # Epoch-level metrics (logged after the last batch), for the tests that read them.
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("data/")}
+        torch.save(final, self.workdir / f"final_metrics{trainer.global_rank}.pt")
 
 
 def _fit(module, datamodule, workdir: Path, sp: int, shard: bool, max_steps: int, ckpt_path=None) -> list:
@@ -250,13 +253,21 @@ def test_grpo_ranks_that_lost_samples_still_update_together(synth_dir, tmp_path)
     # step where rank 0 takes two, and rank 0's second gradient all-reduce would wait forever.
     data_dir = tmp_path / "data"
     shutil.copytree(synth_dir, data_dir)
-    _corrupt_a_video_only_rank1_reads_first(data_dir, batch_size=2)
+    video = _corrupt_a_video_only_rank1_reads_first(data_dir, batch_size=2)
     data = LongVideoReasonDataModule(
         data_dir=str(data_dir), task="rl", num_frames=8, batch_size=2, eval_batch_size=2, on_error="skip"
     )
     module = _grpo_module()
     metrics = _fit(module, data, tmp_path / "run", 1, False, max_steps=4)
     assert [len(rows) for rows in metrics] == [3, 3]  # 1 + 2 + 1 optimizer steps: the first batch used 1 prompt
+    # Each rank skipped the questions on the corrupt video among its 3 batches; both log the sum over ranks.
+    records = load_records(data_dir / "train.jsonl")
+    orders = [list(ResumableSampler(len(records), seed=0, num_replicas=2, rank=r)) for r in (0, 1)]
+    per_rank = [sum(records[i].videos == video for i in order[:6]) for order in orders]
+    assert per_rank[1] >= 1
+    for rank in range(2):
+        final = torch.load(tmp_path / "run" / f"final_metrics{rank}.pt")
+        assert final == {"data/skipped_records": 0.0, "data/skipped_samples": float(sum(per_rank))}
 
 
 def _data_where_rank1_loses_its_first_batch(synth_dir, tmp_path: Path) -> LongVideoReasonDataModule:

@@ -222,7 +222,10 @@ class VideoPolicyModule(pl.LightningModule):
         # Samples dropped under data.on_error=skip are counted by the data module; make them visible in TensorBoard.
         skipped = getattr(self.trainer.datamodule, "skipped", None) if self.trainer is not None else None
         if skipped:
-            self.log_dict({f"data/skipped_{kind}": float(count) for kind, count in skipped.items()})
+            # Every rank loads all records (the same count everywhere) but reads only its share of the samples: the
+            # logged sample count is the sum over ranks, the record count any rank's (a plain log kept rank 0's).
+            self.log("data/skipped_records", float(skipped["records"]), sync_dist=True, reduce_fx="max")
+            self.log("data/skipped_samples", float(skipped["samples"]), sync_dist=True, reduce_fx="sum")
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
