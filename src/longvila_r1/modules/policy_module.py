@@ -89,7 +89,6 @@ class VideoPolicyModule(pl.LightningModule):
             )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
-        self.vision_lr_scale = vision_lr_scale
         self.policy = VideoLMPolicy.build(
             path,
             family,
@@ -141,17 +140,17 @@ class VideoPolicyModule(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
-        vision = {id(p) for p in self.policy.vision_parameters()}
-        trainable = [p for p in self.policy.parameters() if p.requires_grad]
-        language_params = [p for p in trainable if id(p) not in vision]
-        vision_params = [p for p in trainable if id(p) in vision]
-        if self.vision_lr_scale == 1.0 or not vision_params:
-            optimizer = self.optimizer_factory(trainable)
+        scale = self.hparams.vision_lr_scale
+        vision = [p for p in self.policy.vision_parameters() if p.requires_grad]
+        if scale == 1.0 or not vision:
+            # One group in the model's parameter order (the order checkpointed optimizer states index by).
+            optimizer = self.optimizer_factory([p for p in self.policy.parameters() if p.requires_grad])
         else:
             # The factory sets the base lr on every group; the vision group is rescaled before the LR schedule
             # is built, so the schedule reads the scaled rate as that group's initial rate.
-            optimizer = self.optimizer_factory([{"params": language_params}, {"params": vision_params}])
-            optimizer.param_groups[1]["lr"] *= self.vision_lr_scale
+            language = [p for p in self.policy.language_parameters() if p.requires_grad]
+            optimizer = self.optimizer_factory([{"params": language}, {"params": vision}])
+            optimizer.param_groups[1]["lr"] *= scale
         if self.lr_scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.lr_scheduler_factory(optimizer)
