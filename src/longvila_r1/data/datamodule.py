@@ -145,7 +145,8 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
             self._consumed, self._consumed_epoch = self._resume_state["consumed"], self._resume_state["epoch"]
             self._resume_state = None
         # RL batches are prompts to generate from, so they end together (left padding) like the eval batches.
-        side = "left" if self.hparams.task == "rl" else "right"
+        # (Subclasses without text, such as stage 0's perception data, have no task and no padding.)
+        side = "left" if self.hparams.get("task") == "rl" else "right"
         return self._loader(
             self.train_set, self.hparams.batch_size, self._sampler, padding_side=side, loader_class=ResumingDataLoader
         )
@@ -166,8 +167,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
     def _loader(
         self, dataset, batch_size: int, sampler, padding_side: str, loader_class: type[DataLoader] = DataLoader
     ) -> DataLoader:
-        # Generation needs prompts that end together (left padding); training pads on the right.
-        collate = VideoBatchCollator(self.tokenizer.pad_token_id, padding_side=padding_side)
+        collate = self._collator(padding_side)
         workers = self.hparams.num_workers
         return loader_class(
             dataset,
@@ -177,6 +177,10 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
             collate_fn=collate,
             persistent_workers=workers > 0,
         )
+
+    def _collator(self, padding_side: str):
+        # Generation needs prompts that end together (left padding); training pads on the right.
+        return VideoBatchCollator(self.tokenizer.pad_token_id, padding_side=padding_side)
 
     def _data_parallel(self) -> tuple[int, int]:
         """(size, rank) of the data-parallel axis: the strategy's layout when it has one, else every rank."""

@@ -1,4 +1,4 @@
-"""LightningModules of the two-stage recipe.
+"""LightningModules of the two-stage recipe (and the demo's stage 0, vision-tower pretraining).
 
 Example:
     >>> from longvila_r1.modules import CoTSFTModule
@@ -7,5 +7,6 @@ Example:
 from longvila_r1.modules.grpo import GRPOModule
 from longvila_r1.modules.policy_module import VideoPolicyModule
 from longvila_r1.modules.sft import CoTSFTModule, response_nll
+from longvila_r1.modules.vision_pretrain import VisionPretrainModule
 
-__all__ = ["CoTSFTModule", "GRPOModule", "VideoPolicyModule", "response_nll"]
+__all__ = ["CoTSFTModule", "GRPOModule", "VideoPolicyModule", "VisionPretrainModule", "response_nll"]

@@ -151,6 +151,10 @@ class VideoPolicyModule(pl.LightningModule):
             language = [p for p in self.policy.language_parameters() if p.requires_grad]
             optimizer = self.optimizer_factory([{"params": language}, {"params": vision}])
             optimizer.param_groups[1]["lr"] *= scale
+        return self.with_lr_schedule(optimizer)
+
+    def with_lr_schedule(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``configure_optimizers``' answer for ``optimizer`` and the configured LR schedule, if any."""
         if self.lr_scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.lr_scheduler_factory(optimizer)
