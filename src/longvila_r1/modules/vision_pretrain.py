@@ -1,7 +1,7 @@
 """Stage 0 of the CPU demo: teach a random-init vision tower to perceive, before CoT-SFT and GRPO.
 
 Real Qwen-VL checkpoints come with a pretrained vision tower; the demo's tiny model does not, and CoT-SFT alone
-teaches it little perception (stop-19 diagnosis in the README: its reasoning chains get the colour of the first
+teaches it little perception (the README's demo section: its reasoning chains get the colour of the first
 object right 43% of the time). This stage trains the tower, through small linear heads on its merged-token
 embeddings, on the per-token targets of :mod:`longvila_r1.data.synth.perception`. The language model is frozen
 and untouched; ``longvila-r1 export`` writes the whole policy (without the heads), ready for ``model.path`` of
