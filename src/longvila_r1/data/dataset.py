@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -140,7 +141,9 @@ class LongVideoReasonDataset(Dataset):
             return SkippedSample(index=index, record_id=record.id, reason=message)
 
     def _build(self, index: int, record: VideoQARecord) -> VideoSample:
-        clip = self.clip_cache.get_or_build(str(record.video_path), lambda: self._preprocess(record))
+        clip = self.clip_cache.get_or_build(
+            str(record.video_path), lambda: preprocess_clip(record.video_path, self.frames, self.processor)
+        )
         encoding = build_prompt(
             self.tokenizer,
             record.problem,
@@ -171,17 +174,6 @@ class LongVideoReasonDataset(Dataset):
             frame_indices=list(clip.indices),
         )
 
-    def _preprocess(self, record: VideoQARecord) -> PreprocessedClip:
-        clip = read_video(
-            record.video_path,
-            num_frames=self.frames.num_frames,
-            fps=self.frames.fps,
-            max_frames=self.frames.max_frames,
-            backend=self.frames.backend,
-        )
-        pixels, grid = preprocess_video(clip.frames, self.processor)
-        return PreprocessedClip(pixels, grid, clip.timestamps, clip.duration, tuple(int(i) for i in clip.indices))
-
     def _group_times(self, timestamps: torch.Tensor) -> list[float]:
         return group_timestamps(timestamps.tolist(), self.processor.temporal_patch_size)
 
@@ -189,3 +181,12 @@ class LongVideoReasonDataset(Dataset):
         # Qwen2.5-VL spaces temporal M-RoPE positions by real time: temporal_patch_size / sampled fps.
         sampled_fps = len(timestamps) / duration if duration > 0 else 24.0
         return self.processor.temporal_patch_size / sampled_fps
+
+
+def preprocess_clip(path: str | Path, frames: FrameSampling, processor: VideoProcessorConfig) -> PreprocessedClip:
+    """Decode the sampled frames of one video and preprocess them for the model (one cache entry)."""
+    clip = read_video(
+        path, num_frames=frames.num_frames, fps=frames.fps, max_frames=frames.max_frames, backend=frames.backend
+    )
+    pixels, grid = preprocess_video(clip.frames, processor)
+    return PreprocessedClip(pixels, grid, clip.timestamps, clip.duration, tuple(int(i) for i in clip.indices))

@@ -19,13 +19,13 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
-from longvila_r1.data.clip_cache import PreprocessedClip, PreprocessedClipCache
-from longvila_r1.data.dataset import ON_ERROR, FrameSampling, SkippedSample
-from longvila_r1.data.qwen_vl import VideoProcessorConfig, preprocess_video
+from longvila_r1.data.clip_cache import PreprocessedClipCache
+from longvila_r1.data.dataset import ON_ERROR, FrameSampling, SkippedSample, preprocess_clip
+from longvila_r1.data.qwen_vl import VideoProcessorConfig
 from longvila_r1.data.records import VideoQARecord
 from longvila_r1.data.synth.generator import synth_settings, video_name, video_records
 from longvila_r1.data.synth.perception import PerceptionTargets, perception_targets
-from longvila_r1.data.video import VideoDecodeError, read_video
+from longvila_r1.data.video import VideoDecodeError
 
 SYNTH_CONFIG = "synth_config.json"
 _VIDEO_INDEX = re.compile(r"vid_(\d+)\.mp4$")
@@ -129,7 +129,7 @@ class SyntheticPerceptionDataset(Dataset):
 
     def _build(self, index: int, record: VideoQARecord) -> PerceptionSample:
         path = str(record.video_path)
-        clip = self.clip_cache.get_or_build(path, lambda: self._preprocess(path))
+        clip = self.clip_cache.get_or_build(path, lambda: preprocess_clip(path, self.frames, self.processor))
         targets = self._targets.get(path)
         if targets is None:  # a few KB per video: kept for every video, so the scene is simulated once
             scene, _ = video_records(self.scene_index(path), self.settings)
@@ -157,14 +157,6 @@ class SyntheticPerceptionDataset(Dataset):
                 f"{self.settings['num_videos']}); perception targets exist only for generated videos"
             )
         return index
-
-    def _preprocess(self, path: str) -> PreprocessedClip:
-        frames = self.frames
-        clip = read_video(
-            path, num_frames=frames.num_frames, fps=frames.fps, max_frames=frames.max_frames, backend=frames.backend
-        )
-        pixels, grid = preprocess_video(clip.frames, self.processor)
-        return PreprocessedClip(pixels, grid, clip.timestamps, clip.duration, tuple(int(i) for i in clip.indices))
 
 
 class PerceptionBatchCollator:

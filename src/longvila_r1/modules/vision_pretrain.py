@@ -171,6 +171,9 @@ class VisionPretrainModule(VideoPolicyModule):
         embeds = self.encode_batch_videos(batch).embeds
         return {name: out.float() for name, out in self.heads(embeds).items()}
 
+    def _weighted(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.loss_weights[name] * value for name, value in losses.items())
+
     @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         if self.min_over_ranks(batch["size"])[0] == 0:  # every video of the batch skipped (on_error=skip)
@@ -178,7 +181,7 @@ class VisionPretrainModule(VideoPolicyModule):
                 return None
             return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         losses = perception_losses(self._outputs(batch), batch["targets"])
-        loss = sum(self.loss_weights[name] * value for name, value in losses.items())
+        loss = self._weighted(losses)
         size = batch["size"]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/loss/{name}": value for name, value in losses.items()}, batch_size=size)
@@ -195,8 +198,7 @@ class VisionPretrainModule(VideoPolicyModule):
             return
         outputs = self._outputs(batch)
         sums = perception_stats(outputs, batch["targets"])
-        losses = perception_losses(outputs, batch["targets"])
-        loss = sum(self.loss_weights[name] * value for name, value in losses.items())
+        loss = self._weighted(perception_losses(outputs, batch["targets"]))
         sums = torch.cat([sums, (loss * batch["size"]).detach().view(1), sums.new_tensor([batch["size"]])])
         self._val_sums = sums if self._val_sums is None else self._val_sums + sums
 
