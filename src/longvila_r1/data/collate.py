@@ -10,6 +10,7 @@ from torch import Tensor
 
 from longvila_r1.data.dataset import SkippedSample, VideoSample
 from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
+from longvila_r1.data.synth.perception import PerceptionTargets
 
 
 def pad_sequences(
@@ -83,6 +84,8 @@ class VideoBatchCollator:
         }
         if all(s.labels is not None for s in samples):
             batch["labels"] = pad_sequences([s.labels for s in samples], IGNORE_INDEX, side)  # [B, S]
+        if all(s.perception_targets is not None for s in samples):  # one per merged token, in embedding order
+            batch["targets"] = PerceptionTargets.concat([s.perception_targets for s in samples])
         return batch
 
 

@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from longvila_r1.data.collate import VideoBatchCollator
 from longvila_r1.data.dataset import ON_ERROR, TASKS, FrameSampling, LongVideoReasonDataset
+from longvila_r1.data.perception import WithPerceptionTargets, load_synth_settings
 from longvila_r1.data.processing import load_model_processing
 from longvila_r1.data.records import load_records_with_report
 from longvila_r1.data.sampler import ResumableSampler
@@ -43,6 +44,9 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         max_eval_samples: evaluate on the first N eval records only (``None``: all).
         video_cache_bytes: per-worker memory for preprocessed videos, so each video is decoded once rather than
             once per question and epoch (``0``: no cache). About 0.6 MB per 16-frame 56x56 video.
+        perception_targets: give every training sample the per-token perception targets of its video
+            (``batch["targets"]``), for CoT-SFT's auxiliary perception loss (``model.perception_loss_weights``).
+            Only for sets written by ``longvila-r1 data synth``, whose scenes the targets are read from.
         seed: shuffling seed.
 
     Example:
@@ -76,6 +80,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         max_length: int | None = None,
         max_eval_samples: int | None = None,
         video_cache_bytes: int = 0,
+        perception_targets: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -119,6 +124,8 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
             self.train_set = LongVideoReasonDataset(
                 self._load(self.hparams.train_file), task=self.hparams.task, **common
             )
+            if self.hparams.perception_targets:
+                self.train_set = WithPerceptionTargets(self.train_set, load_synth_settings(self.data_dir))
         if self.eval_set is None:
             records = self._load(self.hparams.eval_file)[: self.hparams.max_eval_samples]
             self.eval_set = LongVideoReasonDataset(records, task="rl", **common)

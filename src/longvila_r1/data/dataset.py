@@ -20,6 +20,7 @@ from longvila_r1.data.clip_cache import PreprocessedClip, PreprocessedClipCache
 from longvila_r1.data.qwen_vl import VideoProcessorConfig, group_timestamps, num_video_tokens, preprocess_video
 from longvila_r1.data.qwen_vl_prompt import DEFAULT_SYSTEM_PROMPT, build_prompt
 from longvila_r1.data.records import VideoQARecord
+from longvila_r1.data.synth.perception import PerceptionTargets
 from longvila_r1.data.video import VideoDecodeError, read_video
 
 TASKS = ("sft", "rl")
@@ -77,6 +78,7 @@ class VideoSample:
     video_grid_thw: torch.Tensor
     second_per_grid_ts: float
     frame_indices: list[int] = field(default_factory=list)
+    perception_targets: PerceptionTargets | None = None  # per merged video token, for an auxiliary loss
 
 
 class LongVideoReasonDataset(Dataset):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,14 @@ import torch
 from torch.utils.data import Dataset
 
 from longvila_r1.data.clip_cache import PreprocessedClipCache
-from longvila_r1.data.dataset import ON_ERROR, FrameSampling, SkippedSample, preprocess_clip
+from longvila_r1.data.dataset import (
+    ON_ERROR,
+    FrameSampling,
+    LongVideoReasonDataset,
+    SkippedSample,
+    VideoSample,
+    preprocess_clip,
+)
 from longvila_r1.data.qwen_vl import VideoProcessorConfig
 from longvila_r1.data.records import VideoQARecord
 from longvila_r1.data.synth.generator import synth_settings, video_name, video_records
@@ -75,6 +82,51 @@ def unique_videos(records: Sequence[VideoQARecord]) -> list[VideoQARecord]:
     return list(first.values())
 
 
+class SceneTargets:
+    """The perception targets of the videos of one synthetic set, simulated once per video and then kept.
+
+    Args:
+        settings: the set's generator settings (:func:`load_synth_settings`).
+        merge_size / temporal_patch_size: the model's token grid (from its video preprocessing).
+
+    Example:
+        >>> targets = SceneTargets(load_synth_settings("outputs/demo/data"), 2, 2)  # doctest: +SKIP
+        >>> targets("outputs/demo/data/videos/vid_00042.mp4", frame_indices, grid).count.shape  # doctest: +SKIP
+        torch.Size([32])
+    """
+
+    def __init__(self, settings: dict[str, Any], merge_size: int, temporal_patch_size: int) -> None:
+        self.settings = settings
+        self.merge_size = merge_size
+        self.temporal_patch_size = temporal_patch_size
+        self._kept: dict[tuple[str, tuple[int, ...]], PerceptionTargets] = {}  # a few KB per video
+
+    def __call__(self, video_path: str, frame_indices: Sequence[int], grid_thw: torch.Tensor) -> PerceptionTargets:
+        """Targets of the merged tokens of ``video_path`` sampled at ``frame_indices`` into ``grid_thw``.
+
+        Raises:
+            ValueError: the video is not one of the set's, or the grid does not fit the frames.
+        """
+        key = (str(video_path), tuple(int(i) for i in frame_indices))
+        targets = self._kept.get(key)
+        if targets is None:
+            scene, _ = video_records(self.scene_index(str(video_path)), self.settings)
+            targets = perception_targets(scene, key[1], grid_thw, self.merge_size, self.temporal_patch_size)
+            self._kept[key] = targets
+        return targets
+
+    def scene_index(self, video_path: str) -> int:
+        """The generator index of a video of the set (``videos/vid_00042.mp4`` -> 42)."""
+        match = _VIDEO_INDEX.search(video_path)
+        index = int(match.group(1)) if match else -1
+        if not 0 <= index < self.settings["num_videos"] or not video_path.endswith(video_name(index)):
+            raise ValueError(
+                f"not a video of this synthetic set (expected videos/vid_NNNNN.mp4 with NNNNN < "
+                f"{self.settings['num_videos']}); perception targets exist only for generated videos"
+            )
+        return index
+
+
 class SyntheticPerceptionDataset(Dataset):
     """The distinct videos of some records of a synthetic set, with their perception targets.
 
@@ -112,7 +164,7 @@ class SyntheticPerceptionDataset(Dataset):
         self.processor = processor or VideoProcessorConfig()
         self.on_error = on_error
         self.clip_cache = PreprocessedClipCache(video_cache_bytes)
-        self._targets: dict[str, PerceptionTargets] = {}
+        self.targets = SceneTargets(settings, self.processor.merge_size, self.processor.temporal_patch_size)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -130,13 +182,7 @@ class SyntheticPerceptionDataset(Dataset):
     def _build(self, index: int, record: VideoQARecord) -> PerceptionSample:
         path = str(record.video_path)
         clip = self.clip_cache.get_or_build(path, lambda: preprocess_clip(path, self.frames, self.processor))
-        targets = self._targets.get(path)
-        if targets is None:  # a few KB per video: kept for every video, so the scene is simulated once
-            scene, _ = video_records(self.scene_index(path), self.settings)
-            targets = perception_targets(
-                scene, clip.indices, clip.grid, self.processor.merge_size, self.processor.temporal_patch_size
-            )
-            self._targets[path] = targets
+        targets = self.targets(path, clip.indices, clip.grid)
         duration = clip.duration if clip.duration > 0 else len(clip.indices) / self.settings["fps"]
         return PerceptionSample(
             index=index,
@@ -147,16 +193,42 @@ class SyntheticPerceptionDataset(Dataset):
             targets=targets,
         )
 
-    def scene_index(self, video_path: str) -> int:
-        """The generator index of a video of the set (``videos/vid_00042.mp4`` -> 42)."""
-        match = _VIDEO_INDEX.search(video_path)
-        index = int(match.group(1)) if match else -1
-        if not 0 <= index < self.settings["num_videos"] or not video_path.endswith(video_name(index)):
-            raise ValueError(
-                f"not a video of this synthetic set (expected videos/vid_NNNNN.mp4 with NNNNN < "
-                f"{self.settings['num_videos']}); perception targets exist only for generated videos"
-            )
-        return index
+
+class WithPerceptionTargets(Dataset):
+    """A :class:`LongVideoReasonDataset` of a synthetic set whose samples also carry perception targets.
+
+    For CoT-SFT with an auxiliary perception loss (``model.perception_loss_weights``): each
+    :class:`VideoSample` gets the :class:`PerceptionTargets` of its merged video tokens, and the collator
+    gathers them under ``batch["targets"]``. A video that is not one of the set's raises, or is skipped and
+    counted, as the wrapped dataset's ``on_error`` says.
+
+    Example:
+        >>> sft_set = LongVideoReasonDataset(records, tokenizer, task="sft", processor=processor)  # doctest: +SKIP
+        >>> sample = WithPerceptionTargets(sft_set, load_synth_settings("outputs/demo/data"))[0]  # doctest: +SKIP
+        >>> sample.perception_targets.count.shape  # doctest: +SKIP
+        torch.Size([32])
+    """
+
+    def __init__(self, dataset: LongVideoReasonDataset, settings: dict[str, Any]) -> None:
+        self.dataset = dataset
+        processor = dataset.processor
+        self.targets = SceneTargets(settings, processor.merge_size, processor.temporal_patch_size)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> VideoSample | SkippedSample:
+        sample = self.dataset[index]
+        if isinstance(sample, SkippedSample):
+            return sample
+        try:
+            targets = self.targets(str(sample.record.video_path), sample.frame_indices, sample.video_grid_thw)
+        except ValueError as exc:
+            message = f"sample {index} (record id {sample.record.id!r}, video {sample.record.video_path}): {exc}"
+            if self.dataset.on_error == "raise":
+                raise ValueError(message) from exc
+            return SkippedSample(index=index, record_id=sample.record.id, reason=message)
+        return replace(sample, perception_targets=targets)
 
 
 class PerceptionBatchCollator:

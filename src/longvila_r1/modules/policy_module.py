@@ -142,16 +142,21 @@ class VideoPolicyModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         scale = self.hparams.vision_lr_scale
         vision = [p for p in self.policy.vision_parameters() if p.requires_grad]
+        extra = [p for p in self.auxiliary_parameters() if p.requires_grad]
         if scale == 1.0 or not vision:
             # One group in the model's parameter order (the order checkpointed optimizer states index by).
-            optimizer = self.optimizer_factory([p for p in self.policy.parameters() if p.requires_grad])
+            optimizer = self.optimizer_factory([p for p in self.policy.parameters() if p.requires_grad] + extra)
         else:
             # The factory sets the base lr on every group; the vision group is rescaled before the LR schedule
             # is built, so the schedule reads the scaled rate as that group's initial rate.
             language = [p for p in self.policy.language_parameters() if p.requires_grad]
-            optimizer = self.optimizer_factory([{"params": language}, {"params": vision}])
+            optimizer = self.optimizer_factory([{"params": language + extra}, {"params": vision}])
             optimizer.param_groups[1]["lr"] *= scale
         return self.with_lr_schedule(optimizer)
+
+    def auxiliary_parameters(self) -> list[torch.nn.Parameter]:
+        """Trained parameters outside the policy (training-only heads), optimised with the language model."""
+        return []
 
     def with_lr_schedule(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         """``configure_optimizers``' answer for ``optimizer`` and the configured LR schedule, if any."""

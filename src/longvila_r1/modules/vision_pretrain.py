@@ -25,9 +25,34 @@ from longvila_r1.data.synth.perception import (
     SHAPE_CLASSES,
     PerceptionTargets,
 )
+from longvila_r1.models import VideoLMPolicy
 from longvila_r1.modules.policy_module import VideoPolicyModule
 
 LOSS_NAMES = ("count", "colour", "shape", "offset", "size")
+
+
+def check_loss_weights(
+    loss_weights: dict[str, float] | None, default: float = 1.0, field: str = "loss_weights"
+) -> dict[str, float]:
+    """The weight of every perception target's loss: the named ones as given, the others ``default``.
+
+    Example:
+        >>> check_loss_weights({"colour": 0.5}, default=0.0)
+        {'count': 0.0, 'colour': 0.5, 'shape': 0.0, 'offset': 0.0, 'size': 0.0}
+
+    Raises:
+        ValueError: an unknown target, or a weight that is negative or not a number.
+    """
+    weights = dict(loss_weights or {})
+    unknown = sorted(set(weights) - set(LOSS_NAMES))
+    if unknown or any(not w >= 0 for w in weights.values()):
+        raise ValueError(f"{field} takes non-negative weights for {LOSS_NAMES}, got {loss_weights}")
+    return {name: float(weights.get(name, default)) for name in LOSS_NAMES}
+
+
+def weighted_loss(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """``sum(weights[name] * losses[name])`` over the targets."""
+    return sum(weights[name] * value for name, value in losses.items())
 
 
 class PerceptionHeads(nn.Module):
@@ -46,6 +71,12 @@ class PerceptionHeads(nn.Module):
         self.shape = nn.Linear(hidden_size, SHAPE_CLASSES)
         self.offset = nn.Linear(hidden_size, 2)
         self.size = nn.Linear(hidden_size, 1)
+
+    @classmethod
+    def for_policy(cls, policy: VideoLMPolicy) -> PerceptionHeads:
+        """Heads sized and typed for ``policy``'s merged video tokens (which are as wide as its language model)."""
+        heads = cls(policy.config.get_text_config().hidden_size)
+        return heads.to(dtype=next(policy.vision_parameters()).dtype)
 
     def forward(self, embeds: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
@@ -67,7 +98,8 @@ def perception_losses(outputs: dict[str, torch.Tensor], targets: PerceptionTarge
         >>> targets = PerceptionTargets(torch.tensor([0, 1]), torch.tensor([IGNORE_INDEX, 2]),
         ...     torch.tensor([IGNORE_INDEX, 0]), torch.tensor([[float("nan")] * 2, [0.5, 0.5]]),
         ...     torch.tensor([float("nan"), 0.5]))
-        >>> losses = perception_losses(PerceptionHeads(4)(torch.zeros(2, 4)), targets)
+        >>> sizes = {"count": (2, 3), "colour": (2, 9), "shape": (2, 5), "offset": (2, 2), "size": (2,)}
+        >>> losses = perception_losses({name: torch.zeros(size) for name, size in sizes.items()}, targets)
         >>> sorted(losses), losses["offset"].item(), losses["size"].item()
         (['colour', 'count', 'offset', 'shape', 'size'], 0.5, 0.5)
     """
@@ -145,10 +177,7 @@ class VisionPretrainModule(VideoPolicyModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        weights = dict(loss_weights or {})
-        unknown = sorted(set(weights) - set(LOSS_NAMES))
-        if unknown or any(not w >= 0 for w in weights.values()):
-            raise ValueError(f"loss_weights takes non-negative weights for {LOSS_NAMES}, got {loss_weights}")
+        weights = check_loss_weights(loss_weights)
         super().__init__(
             path=path,
             family=family,
@@ -160,19 +189,15 @@ class VisionPretrainModule(VideoPolicyModule):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
         )
-        self.loss_weights = {name: float(weights.get(name, 1.0)) for name in LOSS_NAMES}
+        self.loss_weights = weights
         for parameter in self.policy.language_parameters():
             parameter.requires_grad_(False)
-        hidden = self.policy.config.get_text_config().hidden_size  # the merged tokens are LM-width
-        self.heads = PerceptionHeads(hidden).to(dtype=next(self.policy.vision_parameters()).dtype)
+        self.heads = PerceptionHeads.for_policy(self.policy)
         self._val_sums: torch.Tensor | None = None
 
     def _outputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         embeds = self.encode_batch_videos(batch).embeds
         return {name: out.float() for name, out in self.heads(embeds).items()}
-
-    def _weighted(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(self.loss_weights[name] * value for name, value in losses.items())
 
     @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -181,7 +206,7 @@ class VisionPretrainModule(VideoPolicyModule):
                 return None
             return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         losses = perception_losses(self._outputs(batch), batch["targets"])
-        loss = self._weighted(losses)
+        loss = weighted_loss(losses, self.loss_weights)
         size = batch["size"]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/loss/{name}": value for name, value in losses.items()}, batch_size=size)
@@ -198,7 +223,7 @@ class VisionPretrainModule(VideoPolicyModule):
             return
         outputs = self._outputs(batch)
         sums = perception_stats(outputs, batch["targets"])
-        loss = self._weighted(perception_losses(outputs, batch["targets"]))
+        loss = weighted_loss(perception_losses(outputs, batch["targets"]), self.loss_weights)
         sums = torch.cat([sums, (loss * batch["size"]).detach().view(1), sums.new_tensor([batch["size"]])])
         self._val_sums = sums if self._val_sums is None else self._val_sums + sums
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.data.dataset import SkippedSample
 from longvila_r1.data.perception import (
     PerceptionBatchCollator,
     SyntheticPerceptionDataset,
+    WithPerceptionTargets,
     load_synth_settings,
     unique_videos,
 )
@@ -157,3 +159,21 @@ def test_datamodule_serves_train_and_eval_videos_and_counts_skips(broken_copy):
         dm.on_after_batch_transfer(batch, 0)
     assert sum(b["size"] for b in batches) == 9 and dm.skipped["samples"] == 2
     assert next(iter(dm.val_dataloader()))["size"] == 1
+
+
+def test_sft_samples_of_a_foreign_video_raise_or_are_skipped(broken_copy):
+    strict = LongVideoReasonDataModule(
+        data_dir=str(broken_copy), model_path="demo", num_frames=8, perception_targets=True
+    )
+    strict.setup("fit")
+    assert isinstance(strict.train_set, WithPerceptionTargets)
+    with pytest.raises(ValueError, match=r"other\.mp4.*not a video of this synthetic set"):
+        strict.train_set[len(strict.train_set) - 1]
+    lenient = LongVideoReasonDataModule(
+        data_dir=str(broken_copy), model_path="demo", num_frames=8, perception_targets=True, on_error="skip"
+    )
+    lenient.setup("fit")
+    items = [lenient.train_set[i] for i in range(len(lenient.train_set))]
+    skipped = [item for item in items if isinstance(item, SkippedSample)]
+    assert len(skipped) == 5  # the truncated video's 4 questions and the foreign one
+    assert all(item.perception_targets is not None for item in items if not isinstance(item, SkippedSample))

@@ -6,29 +6,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from _trainers import assert_same_parameters, checkpointing_trainer, resumed_and_straight_runs
 from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.data.qwen_vl_prompt import IGNORE_INDEX
 from longvila_r1.models import VideoLMPolicy
 from longvila_r1.modules import CoTSFTModule, response_nll
 from longvila_r1.modules.export import export_checkpoint
-
-
-def _trainer(tmp_path, max_steps: int, every_n_train_steps: int | None = None, **kwargs) -> pl.Trainer:
-    checkpoint = pl.callbacks.ModelCheckpoint(
-        dirpath=tmp_path / "ckpt", save_last=True, save_top_k=-1, every_n_train_steps=every_n_train_steps
-    )
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        logger=False,
-        callbacks=[checkpoint],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        **kwargs,
-    )
 
 
 def _module() -> CoTSFTModule:
@@ -77,26 +60,12 @@ def _parameters(module: CoTSFTModule) -> dict[str, torch.Tensor]:
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(synth_dir, tmp_path):
-    steps = 6  # 40 training questions / batch 4 = 10 batches: the resume at step 3 lands mid-epoch
-    pl.seed_everything(0)
-    straight = _module()
-    _trainer(tmp_path / "a", steps).fit(straight, datamodule=_data(synth_dir))
-
-    # An interrupted run: the periodic checkpoint at step 3 is what a crash leaves behind.
-    pl.seed_everything(0)
-    _trainer(tmp_path / "b", steps, every_n_train_steps=steps // 2).fit(_module(), datamodule=_data(synth_dir))
-    mid_run = tmp_path / "b" / "ckpt" / f"epoch=0-step={steps // 2}.ckpt"
-    pl.seed_everything(123)  # the resumed run must not depend on the seed state at restart
-    resumed = _module()
-    trainer = _trainer(tmp_path / "c", steps)
-    trainer.fit(resumed, datamodule=_data(synth_dir), ckpt_path=mid_run)
-
-    assert trainer.global_step == steps
+    # 40 training questions / batch 4 = 10 batches: the resume at step 3 lands mid-epoch
+    straight, resumed = resumed_and_straight_runs(_module, lambda: _data(synth_dir), tmp_path)
     initial = _parameters(_module())
-    expected, got = _parameters(straight), _parameters(resumed)
+    expected = _parameters(straight)
     assert any(not torch.equal(expected[n], initial[n]) for n in expected), "training did not change any weight"
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    assert_same_parameters(straight, resumed)
 
 
 def test_validation_logs_accuracy_per_category_and_format_rate(synth_dir, tmp_path):
@@ -111,7 +80,7 @@ def test_export_round_trip(synth_dir, tmp_path):
     from transformers import AutoModelForImageTextToText
 
     module = _module()
-    _trainer(tmp_path, 2).fit(module, datamodule=_data(synth_dir))
+    checkpointing_trainer(tmp_path, 2).fit(module, datamodule=_data(synth_dir))
     out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "hf")
     assert (out / "video_preprocessor_config.json").is_file() and (out / "chat_template.jinja").is_file()
 

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from _trainers import assert_same_parameters, checkpointing_trainer, resumed_and_straight_runs
 from longvila_r1.data.perception_datamodule import SyntheticPerceptionDataModule
 from longvila_r1.data.synth.perception import IGNORE_INDEX, PerceptionTargets
 from longvila_r1.models import VideoLMPolicy
@@ -76,23 +77,6 @@ def _module(**kwargs) -> VisionPretrainModule:
     return VisionPretrainModule(path="demo", **kwargs)
 
 
-def _trainer(tmp_path, max_steps: int, every_n_train_steps: int | None = None, **kwargs) -> pl.Trainer:
-    checkpoint = pl.callbacks.ModelCheckpoint(
-        dirpath=tmp_path / "ckpt", save_last=True, save_top_k=-1, every_n_train_steps=every_n_train_steps
-    )
-    defaults = {"limit_val_batches": 0, "num_sanity_val_steps": 0}
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        logger=False,
-        callbacks=[checkpoint],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **(defaults | kwargs),
-    )
-
-
 def test_trains_the_tower_and_learns_to_perceive(synth_dir, tmp_path):
     pl.seed_everything(0)
     module = _module(optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3))
@@ -102,7 +86,9 @@ def test_trains_the_tower_and_learns_to_perceive(synth_dir, tmp_path):
     data = _data(synth_dir, eval_file="train.jsonl")
     before = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     untrained = before.validate(module, datamodule=data, verbose=False)[0]
-    trainer = _trainer(tmp_path, 60, limit_val_batches=None, val_check_interval=60, check_val_every_n_epoch=None)
+    trainer = checkpointing_trainer(
+        tmp_path, 60, limit_val_batches=None, val_check_interval=60, check_val_every_n_epoch=None
+    )
     trainer.fit(module, datamodule=data)
     trained = trainer.callback_metrics
     assert {"val/count_acc", "val/colour_acc", "val/shape_acc", "val/object_acc", "val/offset_mae"} <= set(untrained)
@@ -115,30 +101,15 @@ def test_trains_the_tower_and_learns_to_perceive(synth_dir, tmp_path):
     assert any(not torch.equal(p, vision[n]) for n, p in module.policy.vision_tower.named_parameters())
 
 
-def _state(module: VisionPretrainModule) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters()}
-
-
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(synth_dir, tmp_path):
-    steps = 6  # 10 training videos / batch 2 = 5 batches: the resume at step 3 lands mid-epoch
-    pl.seed_everything(0)
-    straight = _module()
-    _trainer(tmp_path / "a", steps).fit(straight, datamodule=_data(synth_dir))
-    pl.seed_everything(0)
-    _trainer(tmp_path / "b", steps, every_n_train_steps=3).fit(_module(), datamodule=_data(synth_dir))
-    pl.seed_everything(123)
-    resumed = _module()
-    trainer = _trainer(tmp_path / "c", steps)
-    trainer.fit(resumed, datamodule=_data(synth_dir), ckpt_path=tmp_path / "b" / "ckpt" / "epoch=0-step=3.ckpt")
-    assert trainer.global_step == steps
-    expected, got = _state(straight), _state(resumed)
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    # 10 training videos / batch 2 = 5 batches: the resume at step 3 lands mid-epoch
+    straight, resumed = resumed_and_straight_runs(_module, lambda: _data(synth_dir), tmp_path)
+    assert_same_parameters(straight, resumed)
 
 
 def test_export_writes_the_trained_tower_without_the_heads(synth_dir, tmp_path):
     module = _module()
-    _trainer(tmp_path, 2).fit(module, datamodule=_data(synth_dir))
+    checkpointing_trainer(tmp_path, 2).fit(module, datamodule=_data(synth_dir))
     out = export_checkpoint(tmp_path / "ckpt" / "last.ckpt", tmp_path / "hf")
     reloaded = VideoLMPolicy.build(str(out))
     trained = dict(module.policy.named_parameters())
