@@ -74,6 +74,7 @@ class VideoBatchCollator:
             "answers": [s.record.answer for s in samples],
             "categories": [s.record.category for s in samples],
             "options": [s.record.options for s in samples],
+            "references": [s.record.reasoning for s in samples],  # the records' reference chains, or None
             "ids": [s.record.id for s in samples],
             # Seconds, or a benchmark's duration group (VideoMME's "short"/"medium"/"long") when the record has one.
             "durations": [s.record.extra.get("duration_label", s.record.duration) for s in samples],

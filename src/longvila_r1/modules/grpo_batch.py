@@ -20,7 +20,8 @@ class RolloutBatch:
     Attributes:
         output: the engine's output (sequences, masks, per-row video embeddings).
         texts: decoded responses, ``B*G``.
-        answers / options / categories / ids: ground truth per row (repeated over a group).
+        answers / options / categories / ids / references: ground truth per row (repeated over a group);
+            ``references`` are the records' reference reasoning chains (``None`` where a record has none).
         videos: the ``B`` prompts' video inputs (``pixel_values_videos``, ``video_grid_thw``,
             ``second_per_grid_ts``), for re-encoding with gradients when the vision tower trains.
     """
@@ -31,6 +32,7 @@ class RolloutBatch:
     options: list[Any]
     categories: list[str | None]
     ids: list[str | None]
+    references: list[str | None]
     videos: dict[str, torch.Tensor]
 
     @property
@@ -51,6 +53,7 @@ class RolloutBatch:
             options=per_row(batch["options"]),
             categories=per_row(batch["categories"]),
             ids=per_row(batch["ids"]),
+            references=per_row(batch.get("references", [None] * batch["size"])),
             videos=select_videos(batch, range(batch["size"])),
         )
 
@@ -68,8 +71,9 @@ def reward_inputs(rollout: RolloutBatch) -> list[RewardInput]:
             finished=bool(done),
             record_id=record_id,
             category=category,
+            reference=reference,
         )
-        for text, answer, options, length, done, record_id, category in zip(
+        for text, answer, options, length, done, record_id, category, reference in zip(
             rollout.texts,
             rollout.answers,
             rollout.options,
@@ -77,6 +81,7 @@ def reward_inputs(rollout: RolloutBatch) -> list[RewardInput]:
             finished,
             rollout.ids,
             rollout.categories,
+            rollout.references,
             strict=True,
         )
     ]
@@ -109,6 +114,7 @@ def select_groups(rollout: RolloutBatch, groups: Sequence[int], group_size: int)
         options=[rollout.options[r] for r in rows],
         categories=[rollout.categories[r] for r in rows],
         ids=[rollout.ids[r] for r in rows],
+        references=[rollout.references[r] for r in rows],
         videos=select_videos(rollout.videos, list(groups)),
     )
 
@@ -128,5 +134,6 @@ def merge_rollouts(parts: Sequence[RolloutBatch], pad_id: int) -> RolloutBatch:
         options=[o for part in parts for o in part.options],
         categories=[c for part in parts for c in part.categories],
         ids=[i for part in parts for i in part.ids],
+        references=[r for part in parts for r in part.references],
         videos=videos,
     )

@@ -41,6 +41,7 @@ class RewardInput:
         finished: whether generation stopped at EOS rather than at the length limit.
         record_id: the id of the source record, for error messages and sample logs.
         category: the question category (``"temporal"``, ...), for per-category logging.
+        reference: the record's reference reasoning (its ``reasoning`` field), when it has one.
         extra: any other record fields a custom reward needs.
     """
 
@@ -51,6 +52,7 @@ class RewardInput:
     finished: bool = True
     record_id: str | None = None
     category: str | None = None
+    reference: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

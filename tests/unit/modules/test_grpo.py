@@ -14,7 +14,7 @@ from _grpo_fit import fit_grpo, grpo_data
 from longvila_r1.callbacks import RolloutCallback
 from longvila_r1.data.records import load_records
 from longvila_r1.modules import GRPOModule
-from longvila_r1.modules.grpo_batch import RolloutBatch, merge_rollouts
+from longvila_r1.modules.grpo_batch import RolloutBatch, merge_rollouts, reward_inputs, select_groups
 from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardError
 
 GROUP = 4
@@ -133,8 +133,9 @@ def test_merged_rollouts_score_like_the_originals(synth_dir):
     loader = iter(dm.train_dataloader())
     module = _module()
     policy = module.policy.eval()
-    parts, originals = [], []
+    parts, originals, references = [], [], []
     for batch in (next(loader), next(loader)):
+        references += [reference for reference in batch["references"] for _ in range(GROUP)]
         embeddings = module.encode_batch_videos(batch)
         out = policy.generate(
             batch["input_ids"],
@@ -171,6 +172,9 @@ def test_merged_rollouts_score_like_the_originals(synth_dir):
         torch.testing.assert_close(rows, original, rtol=0, atol=1e-5)
         start += original.shape[0]
     assert merged.num_prompts == 4 and len(merged.texts) == 4 * GROUP
+    # The records' reference chains reach the rewards, row-aligned, through merging and group selection.
+    assert all(references) and [s.reference for s in reward_inputs(merged)] == references
+    assert select_groups(merged, [3, 1], GROUP).references == references[3 * GROUP :] + references[GROUP : 2 * GROUP]
 
 
 def test_old_and_reference_logprobs_use_the_sampling_temperature(synth_dir):

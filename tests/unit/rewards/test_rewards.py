@@ -15,6 +15,7 @@ from longvila_r1.rewards import (
     ConsistencyReward,
     FormatReward,
     OverlongReward,
+    ReferenceChainReward,
     Reward,
     RewardError,
     RewardInput,
@@ -131,6 +132,51 @@ def test_consistency_without_options_custom_pattern_and_bad_patterns() -> None:
         ConsistencyReward(conclusion_pattern=r"matches (.*)")
     with pytest.raises(ValueError, match="is not a regex"):
         ConsistencyReward(conclusion_pattern=r"(?P<option>")
+
+
+REFERENCE = "<think>At 0:00 a red triangle appears in the top left. So the answer is C.</think><answer>C</answer>"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (REFERENCE, 1.0),
+        ("<think>at 0:00, a RED triangle appears in the top-left; so the answer is c</think>", 1.0),  # case, punct.
+        # 15 words, 13 trigrams; "blue" for "red" breaks the 3 trigrams through it: 10/13 of each side.
+        (REFERENCE.replace("red", "blue"), 10 / 13),
+        # A 5-word chain: its 3 trigrams are all in the reference (precision 1), 3 of 13 (recall).
+        ("<think>a red triangle appears in</think><answer>C</answer>", 2 * (3 / 13) / (1 + 3 / 13)),
+        ("at 0:00 a red triangle appears in the top left. So the answer is C.<answer>C</answer>", 1.0),  # no tags
+        ("<think>at 0:00 a red triangle appears in the top left", 2 * (8 / 13) / (1 + 8 / 13)),  # cut off
+        ("<think></think><answer>C</answer>", 0.0),
+        ("<think>nothing of the sort here at all</think>", 0.0),
+    ],
+)
+def test_reference_chain(response: str, expected: float) -> None:
+    got = ReferenceChainReward()(_inputs([response], reference=REFERENCE)).tolist()
+    assert got == pytest.approx([expected])
+
+
+def test_reference_chain_without_a_reference_scores_zero_and_n_is_checked() -> None:
+    assert ReferenceChainReward()(_inputs([REFERENCE])).tolist() == [0.0]
+    assert ReferenceChainReward(n=1)(
+        _inputs(["<think>red triangle</think>"], reference="<think>triangle red</think>")
+    ).tolist() == [1.0]
+    assert ReferenceChainReward().name == "reference_chain"
+    with pytest.raises(ValueError, match="n of ReferenceChainReward"):
+        ReferenceChainReward(n=0)
+
+
+def test_reference_chain_ranks_the_synthetic_chains_by_what_they_get_right() -> None:
+    scene = simulate_scene(np.random.default_rng([0, 1]), frames=128, fps=8.0, size=64, difficulty="easy")
+    (record,) = make_questions(scene, np.random.default_rng(1), letters=[2], categories=["temporal"])
+    gold = record["reasoning"]
+    first_colour = next(c for c in ("red", "blue", "green", "yellow", "white") if f" {c} " in gold)
+    other_colour = "purple" if first_colour != "purple" else "orange"
+    one_wrong = gold.replace(f" {first_colour} ", f" {other_colour} ", 1)
+    all_wrong = gold.replace(f" {first_colour} ", f" {other_colour} ")
+    scores = ReferenceChainReward()(_inputs([gold, one_wrong, all_wrong], reference=gold)).tolist()
+    assert scores[0] == 1.0 and scores[0] > scores[1] > scores[2] > 0.5, scores
 
 
 def test_names_and_weights() -> None:
