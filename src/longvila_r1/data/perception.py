@@ -110,7 +110,7 @@ class SceneTargets:
         key = (str(video_path), tuple(int(i) for i in frame_indices))
         targets = self._kept.get(key)
         if targets is None:
-            scene, _ = video_records(self.scene_index(str(video_path)), self.settings)
+            scene, _ = video_records(self.scene_index(key[0]), self.settings)
             targets = perception_targets(scene, key[1], grid_thw, self.merge_size, self.temporal_patch_size)
             self._kept[key] = targets
         return targets
