@@ -15,6 +15,9 @@ from typing_extensions import override
 from longvila_r1.data.datamodule import LongVideoReasonDataModule
 from longvila_r1.modules.policy_module import VideoPolicyModule
 
+# Constructor arguments of the library's modules and data modules that default to the run's `seed_everything`.
+SEED_ARGUMENTS = ("seed", "rollout_seed")
+
 
 class ConfigError(ValueError):
     """A class named in the config refused its arguments: the config section, the class and the reason."""
@@ -22,6 +25,8 @@ class ConfigError(ValueError):
 
 class LongVilaCLI(LightningCLI):
     """LightningCLI whose data module follows the model: tokenizer and video preprocessing come from ``model.path``.
+
+    The seeds the model and data module leave unset (``seed``, ``rollout_seed``) are the run's ``seed_everything``.
 
     Example:
         ``longvila-r1 fit --config configs/sft.yaml --trainer.max_steps 50``
@@ -32,6 +37,21 @@ class LongVilaCLI(LightningCLI):
         # One source of truth: the data module tokenises and preprocesses for the model being trained.
         parser.link_arguments("model.init_args.path", "data.init_args.model_path")
         parser.link_arguments("model.init_args.family", "data.init_args.model_family")
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        # `seed_everything` seeds torch's global generators, but the library draws from its own seeds (weight
+        # init, data order, rollouts) so that a resumed run never depends on the global state. A seed left unset
+        # (None) follows `seed_everything`, so `--seed_everything 1` gives another run; one set explicitly wins.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        seed = config.get("seed_everything")
+        if seed is None or isinstance(seed, bool):  # False: no seeding asked for, the seeds stay at 0
+            return
+        for section in ("model", "data"):
+            init_args = config.get(f"{section}.init_args")
+            for key in SEED_ARGUMENTS:
+                if init_args is not None and key in init_args and init_args[key] is None:
+                    init_args[key] = seed
 
     @override
     def instantiate_classes(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from longvila_r1.cli import main
@@ -66,3 +67,20 @@ def test_an_unknown_key_fails_with_a_message(capsys):
         main(["fit", "--config", str(SFT), "--model.init_args.no_such_option", "1", "--print_config"])
     assert exit_info.value.code != 0
     assert "no_such_option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", [SFT, GRPO], ids=["sft", "grpo"])
+def test_seed_everything_seeds_what_the_model_and_data_leave_unset(config):
+    def build(*extra: str):
+        args = ["--config", str(config), "--model.init_args.path", "tiny", "--trainer.logger", "false", *extra]
+        return run_lightning_cli(args, run=False)
+
+    default, reseeded = build(), build("--seed_everything", "3")
+    assert default.datamodule.hparams.seed == default.model.hparams.seed == 0  # the configs' seed_everything: 0
+    assert reseeded.datamodule.hparams.seed == reseeded.model.hparams.seed == 3
+    if "rollout_seed" in reseeded.model.hparams:
+        assert reseeded.model.hparams.rollout_seed == 3
+    weights = [dict(cli.model.policy.named_parameters()) for cli in (default, reseeded)]
+    assert any(not torch.equal(weights[0][name], weights[1][name]) for name in weights[0]), "same initial weights"
+    explicit = build("--seed_everything", "3", "--model.init_args.seed", "5", "--data.init_args.seed", "0")
+    assert (explicit.model.hparams.seed, explicit.datamodule.hparams.seed) == (5, 0)

@@ -47,7 +47,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         perception_targets: give every training sample the per-token perception targets of its video
             (``batch["targets"]``), for CoT-SFT's auxiliary perception loss (``model.perception_loss_weights``).
             Only for sets written by ``longvila-r1 data synth``, whose scenes the targets are read from.
-        seed: shuffling seed.
+        seed: shuffling seed; ``None`` (the default) takes the run's ``seed_everything`` under the CLI, 0 elsewhere.
 
     Example:
         .. code-block:: yaml
@@ -81,7 +81,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
         max_eval_samples: int | None = None,
         video_cache_bytes: int = 0,
         perception_targets: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -145,7 +145,7 @@ class LongVideoReasonDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dp_size, dp_rank = self._data_parallel()
         self._sampler = ResumableSampler(
-            len(self.train_set), seed=self.hparams.seed, num_replicas=dp_size, rank=dp_rank
+            len(self.train_set), seed=self.hparams.seed or 0, num_replicas=dp_size, rank=dp_rank
         )
         if self._resume_state is not None:
             self._sampler.load_state_dict(self._resume_state)

@@ -26,7 +26,7 @@ class SyntheticPerceptionDataModule(LongVideoReasonDataModule):
         num_workers: DataLoader worker processes.
         on_error: ``"raise"`` or ``"skip"`` unreadable videos.
         video_cache_bytes: per-worker memory for preprocessed videos (each is decoded once, not once per epoch).
-        seed: shuffling seed.
+        seed: shuffling seed; ``None`` (the default) takes the run's ``seed_everything`` under the CLI, 0 elsewhere.
 
     Example:
         .. code-block:: yaml
@@ -55,7 +55,7 @@ class SyntheticPerceptionDataModule(LongVideoReasonDataModule):
         num_workers: int = 0,
         on_error: Literal["raise", "skip"] = "raise",
         video_cache_bytes: int = 0,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir,

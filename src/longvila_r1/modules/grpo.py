@@ -85,6 +85,7 @@ class GRPOModule(VideoPolicyModule):
         max_sampling_rounds: bound on the batches drawn for one update under dynamic sampling.
         reference_on_cpu: keep the frozen reference on the CPU between its passes (saves accelerator memory).
         rollout_seed: base seed of the sampling; step ``s`` samples with ``rollout_seed + s`` (exact resume).
+            ``None`` (the default) takes the run's ``seed_everything`` under the CLI, 0 elsewhere.
 
     Example:
         ``longvila-r1 fit --config configs/grpo.yaml --model.init_args.path outputs/sft/hf``
@@ -113,7 +114,7 @@ class GRPOModule(VideoPolicyModule):
         dynamic_sampling: bool = False,
         max_sampling_rounds: int = 3,
         reference_on_cpu: bool = False,
-        rollout_seed: int = 0,
+        rollout_seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -221,7 +222,7 @@ class GRPOModule(VideoPolicyModule):
 
     def rollout(self, batch: dict[str, Any], embeddings: VideoEmbeddings) -> RolloutBatch:
         # All ranks of an sp group must sample the same responses; data-parallel ranks sample independently.
-        seed = self.hparams.rollout_seed + self.global_step + 1_000_003 * self.dp_rank
+        seed = (self.hparams.rollout_seed or 0) + self.global_step + 1_000_003 * self.dp_rank
         params = dataclasses.replace(self.sampling, seed=seed)
         engine = self.rollout_engine
         engine.wake_up()  # the engine sleeps outside rollouts, so training has its memory (vLLM on GPU)

@@ -36,7 +36,8 @@ class VideoPolicyModule(pl.LightningModule):
     Args:
         path: ``"tiny"``/``"small"`` (random init from a config in code) or a local Hugging Face model directory.
         family: architecture of a preset: ``"qwen2_5_vl"`` (default), ``"qwen2_vl"`` or ``"qwen3_vl"``.
-        seed: weight-initialisation seed of a preset.
+        seed: weight-initialisation seed of a preset; ``None`` (the default) takes the run's ``seed_everything``
+            under ``longvila-r1 fit|validate|test`` and 0 elsewhere.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (the checkpoint's).
         attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
         freeze_vision: keep the vision tower fixed.
@@ -56,7 +57,7 @@ class VideoPolicyModule(pl.LightningModule):
         self,
         path: str = "tiny",
         family: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         dtype: str = "float32",
         attn_implementation: str = "sdpa",
         freeze_vision: bool = False,
@@ -92,7 +93,7 @@ class VideoPolicyModule(pl.LightningModule):
         self.policy = VideoLMPolicy.build(
             path,
             family,
-            seed=seed,
+            seed=0 if seed is None else seed,
             dtype=dtype,
             attn_implementation=attn_implementation,
             freeze_vision=freeze_vision,

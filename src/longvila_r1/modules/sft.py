@@ -82,7 +82,7 @@ class CoTSFTModule(VideoPolicyModule):
         self,
         path: str = "tiny",
         family: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         dtype: str = "float32",
         attn_implementation: str = "sdpa",
         freeze_vision: bool = False,

@@ -168,7 +168,7 @@ class VisionPretrainModule(VideoPolicyModule):
         self,
         path: str = "demo",
         family: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         dtype: str = "float32",
         attn_implementation: str = "sdpa",
         gradient_checkpointing: bool = False,
