@@ -74,7 +74,9 @@ class GRPOModule(VideoPolicyModule):
         advantage_mode: ``"grpo"``, ``"dr_grpo"`` or ``"rloo"``.
         kl_coef / kl_estimator: weight and estimator (``"k1"``, ``"k2"``, ``"k3"``) of the KL to the reference.
         clip_low / clip_high / dual_clip / loss_agg: the clipped surrogate (see ``algorithms.policy_loss``).
-        ppo_epochs: passes over each batch of rollouts.
+        ppo_epochs: passes over each batch of rollouts. With 1 and ``mini_batch_prompts=None`` (the default) each
+            rollout feeds one optimizer step, so the old-policy log-probs are the update's own and their
+            separate pass is skipped (:attr:`single_update`).
         mini_batch_prompts: prompts (whole groups) per optimizer step; ``None`` = all ``B``.
         max_grad_norm: gradient clipping (manual optimisation does not use ``trainer.gradient_clip_val``).
         dynamic_sampling: drop groups whose rewards are all equal (DAPO) and refill from the next batches until
@@ -198,7 +200,7 @@ class GRPOModule(VideoPolicyModule):
             rollout, total = self.first_groups(rollout, scores.total, fewest)
         advantages = group_advantages(total, self.hparams.group_size, self.hparams.advantage_mode)  # 4.
         with self._timed("logprob"):
-            old_logp, ref_logp = self.reference_logprobs(rollout)  # 5. same embeddings, no re-encoding
+            old_logp, ref_logp = self.reference_logprobs(rollout, old=not self.single_update)  # 5. no re-encoding
         with self._timed("update"):
             self.update(rollout, advantages, old_logp, ref_logp)  # 6. clipped-ratio updates
 
@@ -292,17 +294,26 @@ class GRPOModule(VideoPolicyModule):
         """Temperature of every log-prob pass: the sampling one, so the ratio and KL are those of the sampler."""
         return 1.0 if self.sampling.is_greedy else self.sampling.temperature
 
+    @property
+    def single_update(self) -> bool:
+        """Whether each rollout feeds exactly one optimizer step (one PPO epoch, one mini-batch of all prompts).
+
+        Then the old policy is the policy being updated: its log-probs are the update's own, detached (the ratio
+        is 1 and only its gradient matters), so the separate old-policy pass is skipped.
+        """
+        return self.hparams.ppo_epochs == 1 and self.hparams.mini_batch_prompts is None
+
     @torch.no_grad()
-    def reference_logprobs(self, rollout: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Old-policy and reference log-probs of the sampled tokens, ``[B*G, S-1]`` each."""
+    def reference_logprobs(self, rollout: RolloutBatch, old: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Old-policy (``None`` without ``old``) and reference log-probs of the sampled tokens, ``[B*G, S-1]``."""
         out = rollout.output
         inputs = (out.sequences, out.attention_mask, out.mm_token_type_ids)
         scoring = {"prompt_lengths": out.prompt_length, "temperature": self.logprob_temperature}
-        old = self.response_logprobs(self.policy, *inputs, out.video_embeddings, **scoring)
+        old_logp = self.response_logprobs(self.policy, *inputs, out.video_embeddings, **scoring) if old else None
         reference = self._reference[0]
         with _on_device(reference, self.device, offload=self.hparams.reference_on_cpu):
             ref = self.response_logprobs(reference, *inputs, out.video_embeddings, **scoring)
-        return old, ref
+        return old_logp, ref
 
     def update(self, rollout: RolloutBatch, advantages, old_logp, ref_logp) -> None:
         """``ppo_epochs`` passes of clipped-ratio updates, one optimizer step per mini-batch of groups."""
@@ -341,7 +352,7 @@ class GRPOModule(VideoPolicyModule):
         row_mask = mask[rows]
         pg_loss, stats = clipped_policy_loss(
             logp,
-            old_logp[rows],
+            logp.detach() if old_logp is None else old_logp[rows],
             advantages[rows],
             row_mask,
             clip_low=hp.clip_low,

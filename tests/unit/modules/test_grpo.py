@@ -20,9 +20,9 @@ from longvila_r1.rewards import AccuracyReward, FormatReward, Reward, RewardErro
 GROUP = 4
 
 
-def _module(**kwargs) -> GRPOModule:
+def _module(module_class: type[GRPOModule] = GRPOModule, **kwargs) -> GRPOModule:
     defaults = {"path": "tiny", "group_size": GROUP, "max_new_tokens": 12, "eval_max_new_tokens": 8}
-    return GRPOModule(**{**defaults, **kwargs})
+    return module_class(**{**defaults, **kwargs})
 
 
 def _count_vision_calls(module: GRPOModule) -> list[int]:
@@ -198,6 +198,36 @@ def test_old_and_reference_logprobs_use_the_sampling_temperature(synth_dir):
     torch.testing.assert_close(old, cooled, rtol=0, atol=1e-6)
     torch.testing.assert_close(ref, cooled, rtol=0, atol=1e-6)  # the reference starts as a copy of the policy
     assert not torch.allclose(old, plain)
+
+
+class _ScoresTheOldPolicySeparately(GRPOModule):
+    """The general path: a no-grad old-policy pass before the update, as with several PPO epochs."""
+
+    @property
+    def single_update(self) -> bool:
+        return False
+
+
+def test_a_single_update_skips_the_old_policy_pass_and_trains_the_same(synth_dir, tmp_path):
+    module, general = _module(), _module(_ScoresTheOldPolicySeparately)
+    assert module.single_update and not _module(ppo_epochs=2).single_update
+    assert not _module(mini_batch_prompts=1).single_update
+    passes = [0, 0]
+    for index, each in enumerate((module, general)):
+        each.response_logprobs = _counting(each.response_logprobs, passes, index)
+        fit_grpo(each, synth_dir, tmp_path / str(index), steps=3)
+    # Per step: reference + update, against old + reference + update.
+    assert passes == [2 * 3, 3 * 3]
+    for (name, param), other in zip(module.policy.named_parameters(), general.policy.parameters(), strict=True):
+        torch.testing.assert_close(param, other, rtol=0, atol=1e-6, msg=name)
+
+
+def _counting(method, counts: list[int], index: int):
+    def counted(*args, **kwargs):
+        counts[index] += 1
+        return method(*args, **kwargs)
+
+    return counted
 
 
 def _resumable_fit(module, synth_dir, root, steps: int, save_every: int | None = None, ckpt_path=None):
