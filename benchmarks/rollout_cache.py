@@ -4,7 +4,9 @@ With the cache (what GRPOModule does): each video is encoded once; the G rollout
 reference log-prob passes all reuse those embeddings. Without it (a naive pipeline): the vision tower runs
 for every sample's generation and again for every sample in each log-prob pass (3 x G encodings). Both
 pipelines generate the G samples in one batch and score them in one batch per pass, so the ratio is the
-cache's alone, not batching's.
+cache's alone, not batching's. (With one update per rollout, its default, ``GRPOModule`` skips the old-policy
+pass and takes those log-probs from the update: ``benchmarks/grpo_step.py`` times that; here both passes run,
+the general case.)
 
 Usage:
     python benchmarks/rollout_cache.py [--frames 64 256 1024] [--group-size 8] [--new-tokens 16]
