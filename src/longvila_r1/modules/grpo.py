@@ -350,6 +350,7 @@ class GRPOModule(VideoPolicyModule):
             return_entropy=True,
         )  # [R, S-1]
         row_mask = mask[rows]
+        # No old log-probs: a single update per rollout, whose policy is the old one (ratio 1, same gradient).
         pg_loss, stats = clipped_policy_loss(
             logp,
             logp.detach() if old_logp is None else old_logp[rows],
