@@ -100,7 +100,7 @@ def main() -> None:
             for name, module_class in (("single update", GRPOModule), ("separate old pass", SeparateOldPolicyPass)):
                 steps, modules[name] = run(module_class, data_dir, args)
                 seconds[name].extend(steps)
-    fast, slow = (statistics.median(seconds[name]) for name in seconds)
+    fast, slow = statistics.median(seconds["single update"]), statistics.median(seconds["separate old pass"])
     params = zip(modules["single update"].parameters(), modules["separate old pass"].parameters(), strict=True)
     difference = max(float((a - b).detach().abs().max()) for a, b in params)
     shape = f"{args.prompts} prompts x G={args.group_size}, {args.new_tokens} new tokens, {args.frames} frames"
